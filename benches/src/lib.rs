@@ -1,0 +1,1 @@
+//! placeholder: benchmarks come with their own issue

@@ -1,0 +1,1 @@
+//! placeholder: the harness is being written
