@@ -276,7 +276,10 @@ fn render_table(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .map(|row| Row::new(columns.iter().map(|c| right_aligned(*c, c.cell(row)))));
     let table = Table::new(rows, columns.iter().map(|c| c.constraint()))
         .header(header)
-        .row_highlight_style(theme.selected);
+        .row_highlight_style(theme.selected)
+        // A symbol as well as the reverse video, so the cursor survives terminals without
+        // attributes (and shows in text snapshots).
+        .highlight_symbol("▸ ");
     let mut state = TableState::new().with_selected(app.selected_index(&visible));
     frame.render_stateful_widget(table, area, &mut state);
 }
