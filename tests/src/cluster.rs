@@ -172,7 +172,8 @@ impl Cluster {
             .application_name("tviews-tests")
             .connect(tokio_postgres::NoTls)
             .await
-            .with_context(|| format!("could not connect to {}", self.conninfo(db)))?;
+            .with_context(|| format!("could not connect to {}", self.conninfo(db)))
+            .map_err(|e| self.with_log_tail(e, "the connection failed"))?;
         let label = format!("cluster '{}', database {db}", self.name);
         runtime.spawn(async move {
             if let Err(e) = connection.await {
@@ -210,7 +211,7 @@ impl Cluster {
         let mut cmd = self.psql_command(db);
         cmd.args(["-f", "-"]);
         let out = os::output(&mut cmd, Some(sql.as_bytes()))?;
-        psql_result(&out, db, || format!("SQL:\n{}", abbreviate(sql, 4000)))
+        self.psql_result(&out, db, || format!("SQL:\n{}", abbreviate(sql, 4000)))
     }
 
     /// Runs the SQL file at `path` like [`Cluster::psql`].
@@ -218,7 +219,7 @@ impl Cluster {
         let mut cmd = self.psql_command(db);
         cmd.arg("-f").arg(path);
         let out = os::output(&mut cmd, None)?;
-        psql_result(&out, db, || format!("file: {}", path.display()))
+        self.psql_result(&out, db, || format!("file: {}", path.display()))
     }
 
     /// Stops the server (`pg_ctl stop -m <mode> -w`); a no-op when it is not running.
@@ -286,6 +287,31 @@ impl Cluster {
 
     fn server_user(&self) -> Option<&str> {
         self.server_user.as_deref()
+    }
+
+    /// Stdout without its final newline, or an error with psql's stderr and `what` ran. Exit
+    /// status 2 means the connection failed or broke (a crashed backend, a server that is
+    /// down): the server log says why, so its tail goes into the error.
+    fn psql_result(
+        &self,
+        out: &std::process::Output,
+        db: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<String> {
+        if !out.status.success() {
+            let error = anyhow::anyhow!(
+                "psql failed on database {db} ({}){}\n{}",
+                out.status,
+                os::printed(out),
+                what()
+            );
+            return Err(match out.status.code() {
+                Some(2) => self.with_log_tail(error, "the connection failed"),
+                _ => error,
+            });
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        Ok(stdout.strip_suffix('\n').unwrap_or(&stdout).to_owned())
     }
 
     fn psql_command(&self, db: &str) -> Command {
@@ -480,7 +506,8 @@ impl Drop for Cluster {
         if keep_requested() {
             let _ = fs::write(self.dir.join(sweep::KEEP_FILE), "TVIEWS_KEEP_CLUSTER=1\n");
             eprintln!(
-                "pg_tviews harness: kept cluster '{}' in {} (TVIEWS_KEEP_CLUSTER=1; remove it by hand). Start it with: {}",
+                "pg_tviews harness: kept cluster '{}' in {} (TVIEWS_KEEP_CLUSTER=1; remove it by hand).\n\
+                 Start it with: {}\nthen connect with: psql '{}'",
                 self.name,
                 self.dir.display(),
                 os::describe(
@@ -489,6 +516,7 @@ impl Drop for Cluster {
                         .arg(&self.log_path)
                         .arg("start")
                 ),
+                self.conninfo("postgres"),
             );
         } else if stopped.is_ok() {
             if let Err(e) = fs::remove_dir_all(&self.dir) {
@@ -576,24 +604,6 @@ fn free_port() -> Result<u16> {
 
 fn keep_requested() -> bool {
     std::env::var("TVIEWS_KEEP_CLUSTER").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Builds the psql result: stdout without its final newline, or an error with stderr and `what`.
-fn psql_result(
-    out: &std::process::Output,
-    db: &str,
-    what: impl FnOnce() -> String,
-) -> Result<String> {
-    if !out.status.success() {
-        bail!(
-            "psql failed on database {db} ({}){}\n{}",
-            out.status,
-            os::printed(out),
-            what()
-        );
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    Ok(stdout.strip_suffix('\n').unwrap_or(&stdout).to_owned())
 }
 
 /// A libpq conninfo value, single-quoted when it needs to be.
