@@ -83,11 +83,30 @@ fn run_child(test: &str) -> Result<Output> {
         .with_context(|| format!("running {} {test}", exe.display()))
 }
 
-/// `<text before the first " pid ">`... : the value printed after `key` up to the next `,`, `)`
-/// or space.
-fn value_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let rest = &line[line.find(key)? + key.len()..];
-    rest.split([',', ')', ' ']).next()
+/// In a child run by `run_child`, a started cluster named `name`; elsewhere `None`.
+fn child_cluster(name: &str) -> Option<Cluster> {
+    std::env::var_os(CHILD_ENV)?;
+    Some(Cluster::start(named(name)).expect("cluster"))
+}
+
+/// The data directory and postmaster pid that a child printed on the first line of `stderr`
+/// starting with `prefix`, as `... data dir <path>, postmaster pid <pid>)`.
+fn printed_cluster(stderr: &str, prefix: &str) -> Result<(PathBuf, u32)> {
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with(prefix))
+        .with_context(|| format!("no line starting with {prefix:?}:\n{stderr}"))?;
+    let value_after = |key: &str| -> Result<&str> {
+        let start = line
+            .find(key)
+            .with_context(|| format!("no {key:?} in {line:?}"))?
+            + key.len();
+        Ok(line[start..].split([',', ')']).next().unwrap_or_default())
+    };
+    Ok((
+        PathBuf::from(value_after("data dir ")?),
+        value_after("postmaster pid ")?.parse()?,
+    ))
 }
 
 #[tokio::test]
@@ -247,10 +266,9 @@ fn drop_stops_every_server_process_and_removes_the_directory() -> Result<()> {
 #[test]
 #[ignore = "helper: fails on purpose when run by panic_prints_the_server_log_tail"]
 fn deliberately_failing() {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    let Some(cluster) = child_cluster("deliberately_failing") else {
         return;
-    }
-    let cluster = Cluster::start(named("deliberately_failing")).expect("cluster");
+    };
     cluster
         .psql(
             "postgres",
@@ -276,14 +294,7 @@ fn panic_prints_the_server_log_tail() -> Result<()> {
         "no server log line:\n{stderr}"
     );
 
-    let footer = stderr
-        .lines()
-        .find(|line| line.starts_with("---- end of PostgreSQL log"))
-        .with_context(|| format!("no log footer:\n{stderr}"))?;
-    let data_dir = PathBuf::from(value_after(footer, "data dir ").context("no data dir")?);
-    let pid: u32 = value_after(footer, "postmaster pid ")
-        .context("no pid")?
-        .parse()?;
+    let (data_dir, pid) = printed_cluster(&stderr, "---- end of PostgreSQL log")?;
     assert!(
         pid_gone(pid),
         "postmaster {pid} of the failed test is still running"
@@ -295,10 +306,9 @@ fn panic_prints_the_server_log_tail() -> Result<()> {
 #[test]
 #[ignore = "helper: run by a_cluster_never_dropped_is_stopped_and_swept"]
 fn exits_without_dropping() {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    let Some(cluster) = child_cluster("never_dropped") else {
         return;
-    }
-    let cluster = Cluster::start(named("never_dropped")).expect("cluster");
+    };
     let pid = cluster.postmaster_pid().expect("postmaster pid");
     eprintln!(
         "child cluster (data dir {}, postmaster pid {pid})",
@@ -313,14 +323,7 @@ fn a_cluster_never_dropped_is_stopped_and_swept() -> Result<()> {
     let out = run_child("exits_without_dropping")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let line = stderr
-        .lines()
-        .find(|line| line.starts_with("child cluster"))
-        .with_context(|| format!("the child printed no cluster:\n{stderr}"))?;
-    let data_dir = PathBuf::from(value_after(line, "data dir ").context("no data dir")?);
-    let pid: u32 = value_after(line, "postmaster pid ")
-        .context("no pid")?
-        .parse()?;
+    let (data_dir, pid) = printed_cluster(&stderr, "child cluster")?;
 
     // The watchdog stops the server once its owner is gone...
     let deadline = Instant::now() + Duration::from_secs(30);
