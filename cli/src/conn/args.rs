@@ -33,7 +33,7 @@ pub struct ConnArgs {
     #[arg(short = 'W', long, global = true, conflicts_with = "no_password")]
     pub password: bool,
 
-    /// TLS: disable, allow, prefer, require, verify-ca or verify-full [env: PGSSLMODE]
+    /// TLS mode, as libpq's sslmode [env: PGSSLMODE]
     #[arg(long, global = true, value_name = "MODE")]
     pub sslmode: Option<SslMode>,
 }
