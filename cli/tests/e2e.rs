@@ -73,16 +73,7 @@ impl Ctx {
 
     /// `-h <socket dir> -p <port> -U postgres -d <db>` followed by `args`.
     fn flags<'a>(&'a self, db: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-        let mut v = vec![
-            "-h",
-            &self.socket,
-            "-p",
-            &self.port,
-            "-U",
-            "postgres",
-            "-d",
-            db,
-        ];
+        let mut v = vec!["-h", &self.socket, "-p", &self.port, "-U", "postgres", "-d", db];
         v.extend_from_slice(args);
         v
     }
@@ -117,20 +108,12 @@ fn cli_against_a_real_server() {
 }
 
 fn version_with_psql_flags(ctx: &Ctx) {
-    let out = ctx.run(
-        &ctx.flags("postgres", &["version", "--format", "json"]),
-        &[],
-    );
+    let out = ctx.run(&ctx.flags("postgres", &["version", "--format", "json"]), &[]);
     let v = json(&out, "version -h -p -U -d");
     assert_eq!(v["client"]["version"], env!("CARGO_PKG_VERSION"));
     let num = v["server"]["version_num"].as_i64().unwrap_or_default();
     assert!((150000..160000).contains(&num), "server_version_num {num}");
-    assert!(
-        v["server"]["version"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("15.")
-    );
+    assert!(v["server"]["version"].as_str().unwrap_or_default().starts_with("15."));
     assert_eq!(v["database"], "postgres");
     assert_eq!(v["extension"]["name"], "pg_tviews");
     assert_eq!(v["extension"]["installed"], false);
@@ -150,10 +133,7 @@ fn version_table_says_not_installed(ctx: &Ctx) {
 
 fn status_with_uri_and_conninfo(ctx: &Ctx) {
     let url = ctx.cluster.url("postgres");
-    let v = json(
-        &ctx.run(&["status", &url, "--format", "json"], &[]),
-        "status <URI>",
-    );
+    let v = json(&ctx.run(&["status", &url, "--format", "json"], &[]), "status <URI>");
     assert_eq!(v["server"]["database"], "postgres");
     assert_eq!(v["server"]["user"], "postgres");
     assert_eq!(v["connection"]["socket"], true);
@@ -204,11 +184,7 @@ fn database_url_and_flag_precedence(ctx: &Ctx) {
     let v = json(
         &ctx.run(
             &["version", "--format", "json"],
-            &[
-                ("DATABASE_URL", &url),
-                ("PGPORT", &dead),
-                ("PGHOST", "/nonexistent"),
-            ],
+            &[("DATABASE_URL", &url), ("PGPORT", &dead), ("PGHOST", "/nonexistent")],
         ),
         "DATABASE_URL over PG*",
     );
@@ -242,16 +218,7 @@ fn pg_environment_variables(ctx: &Ctx) {
 }
 
 fn tcp_and_sslmode(ctx: &Ctx) {
-    let base = [
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &ctx.port,
-        "-U",
-        "postgres",
-        "-d",
-        "postgres",
-    ];
+    let base = ["-h", "127.0.0.1", "-p", &ctx.port, "-U", "postgres", "-d", "postgres"];
     // The harness's server has no TLS: prefer falls back to plain, like libpq.
     let mut args = base.to_vec();
     args.extend(["status", "--format", "json"]);
@@ -276,24 +243,14 @@ fn tcp_and_sslmode(ctx: &Ctx) {
     args.extend(["--sslmode", "verify-full", "version"]);
     let out = ctx.run(&args, &[]);
     expect_code(&out, 2, "sslmode=verify-full without root.crt");
-    assert!(
-        stderr(&out).contains("root certificate file"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("root certificate file"), "{}", stderr(&out));
 
     // Unreachable: exit 2, and the message says what was tried.
     let dead = unused_port().to_string();
-    let out = ctx.run(
-        &["-h", "127.0.0.1", "-p", &dead, "-U", "someone", "version"],
-        &[],
-    );
+    let out = ctx.run(&["-h", "127.0.0.1", "-p", &dead, "-U", "someone", "version"], &[]);
     expect_code(&out, 2, "unreachable TCP port");
     let err = stderr(&out);
-    assert!(
-        err.contains(&format!("server at \"127.0.0.1\", port {dead}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("server at \"127.0.0.1\", port {dead}")), "{err}");
     assert!(err.contains("user \"someone\""), "{err}");
 
     let out = ctx.run(&["-h", &ctx.socket, "-p", &dead, "status"], &[]);
@@ -372,10 +329,7 @@ fn server_error_exits_1_with_sqlstate(ctx: &Ctx) {
     let out = ctx.run(&args, &[]);
     expect_code(&out, 1, "permission denied on tviews.tview");
     let err = stderr(&out);
-    assert!(
-        err.contains("ERROR:  permission denied for table tview"),
-        "{err}"
-    );
+    assert!(err.contains("ERROR:  permission denied for table tview"), "{err}");
     assert!(err.contains("SQLSTATE: 42501"), "{err}");
 }
 
@@ -391,10 +345,7 @@ fn extension_versions_when_installed(ctx: &Ctx) {
         .create_database_with_extension("with_ext")
         .expect("CREATE EXTENSION pg_tviews");
     let v = json(
-        &ctx.run(
-            &ctx.flags("with_ext", &["version", "--format", "json"]),
-            &[],
-        ),
+        &ctx.run(&ctx.flags("with_ext", &["version", "--format", "json"]), &[]),
         "version with the extension",
     );
     let ext = &v["extension"];

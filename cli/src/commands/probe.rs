@@ -74,11 +74,7 @@ pub async fn extension_info(client: &Client) -> Result<ExtensionInfo, tokio_post
 pub fn function_candidates(schema: Option<&str>, name: &str) -> Vec<String> {
     let mut out = Vec::with_capacity(2);
     if let Some(s) = schema {
-        out.push(format!(
-            "{}.{}()",
-            escape_identifier(s),
-            escape_identifier(name)
-        ));
+        out.push(format!("{}.{}()", escape_identifier(s), escape_identifier(name)));
     }
     out.push(format!("{}()", escape_identifier(name)));
     out

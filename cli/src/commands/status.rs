@@ -7,9 +7,7 @@ use tokio_postgres::Client;
 
 use super::probe::{self, EXTENSION};
 use crate::conn::{Connected, HostSpec};
-use crate::output::{
-    Format, Style, colored, key_value_table, severity_cell, table_text, table_with_header, to_json,
-};
+use crate::output::{Format, Style, colored, key_value_table, severity_cell, table_text, table_with_header, to_json};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StatusReport {
@@ -222,17 +220,13 @@ async fn tview_count(client: &Client) -> Result<Option<i64>, tokio_postgres::Err
     Ok(Some(n))
 }
 
-async fn health(
-    client: &Client,
-    schema: Option<&str>,
-) -> Result<HealthStatus, tokio_postgres::Error> {
+async fn health(client: &Client, schema: Option<&str>) -> Result<HealthStatus, tokio_postgres::Error> {
     let Some(call) = probe::find_function(client, schema, "pg_tviews_health_check").await? else {
         return Ok(HealthStatus::default());
     };
     // Cast every column: the function is not written yet, and a varchar or enum column
     // should not break the client.
-    let sql =
-        format!("SELECT check_name::text, severity::text, detail::text, hint::text FROM {call}");
+    let sql = format!("SELECT check_name::text, severity::text, detail::text, hint::text FROM {call}");
     let rows = client.query(&sql, &[]).await?;
     let checks = rows
         .iter()
@@ -272,18 +266,11 @@ pub fn render(r: &StatusReport, style: Style) -> anyhow::Result<String> {
             None => v.clone(),
         }),
         (None, true) => colored(
-            format!(
-                "not installed in this database (CREATE EXTENSION {})",
-                e.name
-            ),
+            format!("not installed in this database (CREATE EXTENSION {})", e.name),
             Color::Yellow,
             style,
         ),
-        (None, false) => colored(
-            "not installed (and not available on this server)",
-            Color::Yellow,
-            style,
-        ),
+        (None, false) => colored("not installed (and not available on this server)", Color::Yellow, style),
     };
     let statistics = match e.statistics {
         Some(true) => severity_cell("on", "ok", style),

@@ -204,9 +204,7 @@ mod tests {
 
     #[test]
     fn table_not_available() {
-        insta::assert_snapshot!(
-            render(&report(ExtensionVersions::default()), Style::default()).unwrap()
-        );
+        insta::assert_snapshot!(render(&report(ExtensionVersions::default()), Style::default()).unwrap());
     }
 
     #[test]

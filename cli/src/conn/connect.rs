@@ -6,14 +6,12 @@ use std::fmt;
 use std::io;
 
 use tokio_postgres::config::{
-    ChannelBinding as PgChannelBinding, SslMode as PgSslMode,
-    TargetSessionAttrs as PgTargetSessionAttrs,
+    ChannelBinding as PgChannelBinding, SslMode as PgSslMode, TargetSessionAttrs as PgTargetSessionAttrs,
 };
 use tokio_postgres::{Client, Config};
 
 use super::resolve::{
-    ChannelBinding, HostSpec, Password, PasswordSource, ResolveError, Settings, Target,
-    TargetSessionAttrs,
+    ChannelBinding, HostSpec, Password, PasswordSource, ResolveError, Settings, Target, TargetSessionAttrs,
 };
 use super::tls::{self, Plan, RetryWhen, Tls};
 
@@ -80,11 +78,7 @@ pub enum ConnectError {
 }
 
 fn join_failures(failures: &[AttemptFailure]) -> String {
-    failures
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n")
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
 }
 
 /// An open connection. The connection's I/O runs on a spawned task that ends when
@@ -96,12 +90,7 @@ pub struct Connected {
 }
 
 /// The tokio-postgres configuration for one attempt at one target.
-pub fn pg_config(
-    settings: &Settings,
-    target: &Target,
-    tls: Tls,
-    password: Option<&Password>,
-) -> Config {
+pub fn pg_config(settings: &Settings, target: &Target, tls: Tls, password: Option<&Password>) -> Config {
     let mut config = Config::new();
     config
         .user(&settings.user)
@@ -147,10 +136,23 @@ pub fn pg_config(
     config
 }
 
+/// The error's text followed by its causes: tokio-postgres's Display shows only the
+/// error kind ("invalid configuration"), the cause says what happened.
+fn error_chain(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// tokio-postgres reports "the server asked for a password and none was configured" only
-/// as a configuration error with this text; there is no error kind to match on.
+/// as a configuration error with this cause text; there is no error kind to match on.
 fn is_password_missing(e: &tokio_postgres::Error) -> bool {
-    e.to_string().contains("password missing")
+    e.as_db_error().is_none() && error_chain(e).ends_with("password missing")
 }
 
 /// tokio-postgres's Display for a failed handshake (`Kind::Tls`).
@@ -221,38 +223,28 @@ pub fn describe_error(
                 ..
             }) = password
         {
-            hints.push(format!(
-                "password retrieved from file \"{}\"",
-                path.display()
-            ));
+            hints.push(format!("password retrieved from file \"{}\"", path.display()));
         }
         return (msg, hints);
     }
     if is_password_missing(e) {
         return ("fe_sendauth: no password supplied".to_string(), hints);
     }
-    // "error connecting to server: Connection refused (os error 111)"
-    let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
         if let Some(io) = s.downcast_ref::<io::Error>()
-            && matches!(
-                io.kind(),
-                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
-            )
+            && matches!(io.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound)
         {
             hints.push(if target.is_socket() {
-                "Is the server running locally and accepting connections on that socket?"
-                    .to_string()
+                "Is the server running locally and accepting connections on that socket?".to_string()
             } else {
                 "Is the server running on that host and accepting TCP/IP connections?".to_string()
             });
         }
         source = s.source();
     }
-    (msg, hints)
+    // "error connecting to server: Connection refused (os error 111)"
+    (error_chain(e), hints)
 }
 
 /// Connects to the first target that accepts, like libpq with a host list.
@@ -312,18 +304,12 @@ pub async fn connect(
                     });
                 }
                 Err(AttemptError::Pg(e))
-                    if is_password_missing(&e)
-                        && prompted.is_none()
-                        && policy == PasswordPolicy::IfRequired =>
+                    if is_password_missing(&e) && prompted.is_none() && policy == PasswordPolicy::IfRequired =>
                 {
                     match read_password(ask) {
                         Ok(p) => prompted = Some(p),
                         Err(read_err) => {
-                            failures.push(failure(
-                                target,
-                                format!("could not read password: {read_err}"),
-                                vec![],
-                            ));
+                            failures.push(failure(target, format!("could not read password: {read_err}"), vec![]));
                             break;
                         }
                     }
@@ -353,18 +339,9 @@ mod tests {
             PasswordPolicy::from_flags(false, false, true),
             PasswordPolicy::IfRequired
         );
-        assert_eq!(
-            PasswordPolicy::from_flags(true, false, true),
-            PasswordPolicy::Never
-        );
-        assert_eq!(
-            PasswordPolicy::from_flags(false, false, false),
-            PasswordPolicy::Never
-        );
-        assert_eq!(
-            PasswordPolicy::from_flags(false, true, false),
-            PasswordPolicy::Always
-        );
+        assert_eq!(PasswordPolicy::from_flags(true, false, true), PasswordPolicy::Never);
+        assert_eq!(PasswordPolicy::from_flags(false, false, false), PasswordPolicy::Never);
+        assert_eq!(PasswordPolicy::from_flags(false, true, false), PasswordPolicy::Always);
     }
 
     #[test]
@@ -374,9 +351,7 @@ mod tests {
             user: "alice".into(),
             dbname: "app".into(),
             message: "error connecting to server: No such file or directory (os error 2)".into(),
-            hints: vec![
-                "Is the server running locally and accepting connections on that socket?".into(),
-            ],
+            hints: vec!["Is the server running locally and accepting connections on that socket?".into()],
         };
         assert_eq!(
             f.to_string(),
