@@ -410,7 +410,11 @@ async fn options_are_applied() -> Result<()> {
         "7"
     );
     assert_eq!(
-        query_string(&client, "SELECT setting FROM pg_settings WHERE name = 'application_name' AND source = 'configuration file'").await?,
+        query_string(
+            &client,
+            "SELECT setting FROM pg_settings WHERE name = 'application_name' AND source = 'configuration file'"
+        )
+        .await?,
         r"it's a\b"
     );
     assert_eq!(

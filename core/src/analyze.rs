@@ -1,0 +1,1097 @@
+//! Definition analysis: from the server's analysed query tree to the facts
+//! the refresh planner needs.
+//!
+//! The central question, per source relation: given the old and new images
+//! of rows changed in it, which TVIEW keys can have changed? We answer it
+//! from the equalities the definition itself states (`JOIN ... ON a = b`,
+//! `WHERE a = b`, the correlation of a subquery): every such equality that
+//! must hold for a row to contribute is an edge between two columns, and
+//! the columns joined by edges form equivalence classes. A row of a source
+//! can only influence the TVIEW rows whose key is reachable from its own
+//! columns through those classes (DESIGN.md §3). When a source has no such
+//! path, any change to it means a full rebuild (still exact, just slower).
+//!
+//! Scopes: the top query, each subquery in FROM (and each view it reads,
+//! expanded like the rewriter does), each CTE reference and each sublink is
+//! a scope; column references (`Var`s) are resolved through joins,
+//! subqueries and views down to a column of a base relation.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::catalog::{Catalog, Oid, Relation};
+use crate::error::{Result, TviewError};
+use crate::node::{self, Node, Value};
+
+/// PostgreSQL 15's `FirstLowInvalidHeapAttributeNumber`: bitmapsets of
+/// columns (`selectedCols`) are offset by it.
+const ATTR_BITMAP_OFFSET: i64 = -7;
+
+/// What is being analysed.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub schema: &'a str,
+    pub name: &'a str,
+    /// The key column; `None` means the convention `pk_<entity>` where the
+    /// TVIEW is named `tv_<entity>`.
+    pub key_column: Option<&'a str>,
+}
+
+impl Target<'_> {
+    pub fn display(&self) -> String {
+        if self.schema == "public" {
+            self.name.to_string()
+        } else {
+            format!("{}.{}", self.schema, self.name)
+        }
+    }
+
+    /// The key column by convention: `tv_post` → `pk_post`.
+    pub fn conventional_key(&self) -> String {
+        let entity = self.name.strip_prefix("tv_").unwrap_or(self.name);
+        format!("pk_{entity}")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Analysis {
+    pub key: KeyColumn,
+    /// Output columns, in order.
+    pub columns: Vec<String>,
+    /// One entry per distinct base relation the definition reads.
+    pub sources: Vec<Source>,
+    pub aggregated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyColumn {
+    pub name: String,
+    /// SQL type name of the key, usable in a cast.
+    pub type_name: String,
+    pub relation: Oid,
+    pub relation_column: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Source {
+    pub relation: Oid,
+    pub schema: String,
+    pub name: String,
+    /// Columns of the relation the definition reads (a change to another
+    /// column cannot change the TVIEW).
+    pub columns_read: Vec<String>,
+    pub mapping: Mapping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mapping {
+    /// Changed rows map to keys through these paths (one per occurrence
+    /// of the relation in the definition, deduplicated).
+    Keyed { paths: Vec<KeyPath> },
+    /// No path to the key: any change rebuilds the whole TVIEW.
+    Full { reason: String },
+}
+
+/// How a changed row of a source reaches TVIEW keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+pub struct KeyPath {
+    /// The column of the changed row the path starts from.
+    pub column: String,
+    pub column_type: String,
+    /// Relations to join, in order, to go from that column to the key. Empty:
+    /// the column's value is the key itself.
+    pub hops: Vec<Hop>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+pub struct Hop {
+    pub relation: Oid,
+    pub schema: String,
+    pub name: String,
+    /// The column of this relation equal to the previous value.
+    pub join_column: String,
+    /// The equality operator `(schema, name)` the definition uses there.
+    pub operator: (String, String),
+    /// The column that leads on (to the next hop, or the key on the last).
+    pub next_column: String,
+}
+
+impl KeyPath {
+    pub fn is_direct(&self) -> bool {
+        self.hops.is_empty()
+    }
+}
+
+/// Per relation while analysing: its key paths, why it needs full
+/// rebuilds (if it does), and the attribute numbers read.
+type RelationFacts = (Vec<KeyPath>, Option<String>, BTreeSet<i64>);
+
+/// A column of a base relation occurrence: (scope, range table index, attnum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Col {
+    scope: usize,
+    rt: usize,
+    att: i64,
+}
+
+/// A base relation occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RteRef {
+    scope: usize,
+    rt: usize,
+}
+
+impl Col {
+    fn rte(&self) -> RteRef {
+        RteRef {
+            scope: self.scope,
+            rt: self.rt,
+        }
+    }
+}
+
+struct Scope<'a> {
+    query: &'a Node,
+    parent: Option<usize>,
+    /// Rows of this scope influence other rows of it (LIMIT, window
+    /// functions, DISTINCT ON, set operations): its outputs cannot be
+    /// mapped column by column.
+    nonlocal: bool,
+    rtable: Vec<&'a Node>,
+    /// Child scopes standing for range table entries (subqueries, views, CTEs).
+    rte_scopes: HashMap<usize, usize>,
+}
+
+/// Analyses a definition. `tree` is the view's `pg_rewrite.ev_action` (a
+/// list with one `QUERY`), parsed by [`node::parse`]; nested views must be
+/// present in `catalog.view_queries`.
+pub fn analyze(target: &Target<'_>, tree: &Value, catalog: &Catalog) -> Result<Analysis> {
+    let query = first_query(tree)?;
+    let mut parsed_views = Vec::new();
+    // Parse every nested view once up front: scopes borrow from them.
+    for (oid, text) in &catalog.view_queries {
+        let v = node::parse(text).map_err(|e| TviewError::NodeTree(e.to_string()))?;
+        parsed_views.push((*oid, v));
+    }
+    let views: HashMap<Oid, &Node> = parsed_views
+        .iter()
+        .map(|(oid, v)| first_query(v).map(|q| (*oid, q)))
+        .collect::<Result<_>>()?;
+    let mut a = Analyzer {
+        catalog,
+        views,
+        scopes: Vec::new(),
+        classes: UnionFind::default(),
+        edge_ops: HashMap::new(),
+        base_rtes: BTreeMap::new(),
+        target,
+    };
+    check_top_level(query)?;
+    check_functions(tree, catalog)?;
+    for (_, v) in &parsed_views {
+        check_functions(v, catalog)?;
+    }
+    a.add_scope(query, None, 0)?;
+    a.collect_edges()?;
+    a.finish()
+}
+
+fn first_query(tree: &Value) -> Result<&Node> {
+    let q = match tree {
+        Value::List(l) => l.first().and_then(Value::as_node),
+        Value::Node(n) => Some(n),
+        _ => None,
+    };
+    q.filter(|n| n.is("QUERY"))
+        .ok_or_else(|| TviewError::NodeTree("expected a QUERY node".into()))
+}
+
+fn unsupported(construct: &str, hint: &str) -> TviewError {
+    TviewError::Unsupported {
+        construct: construct.into(),
+        hint: hint.into(),
+    }
+}
+
+/// Constructs the top level cannot have at all.
+fn check_top_level(q: &Node) -> Result<()> {
+    if q.int("commandType") != Some(1) {
+        return Err(unsupported(
+            "a statement other than SELECT",
+            "Define the TVIEW with a SELECT query.",
+        ));
+    }
+    if !matches!(q.get("limitCount"), Value::Null) || !matches!(q.get("limitOffset"), Value::Null) {
+        return Err(unsupported(
+            "LIMIT or OFFSET",
+            "A TVIEW holds every row of its definition; filter with WHERE instead, or read the top rows from the TVIEW with ORDER BY ... LIMIT.",
+        ));
+    }
+    if q.bool("hasWindowFuncs") {
+        return Err(unsupported(
+            "a window function",
+            "Window functions make one row depend on others; compute the value with a correlated subquery or an aggregate instead.",
+        ));
+    }
+    if q.bool("hasDistinctOn") {
+        return Err(unsupported(
+            "DISTINCT ON",
+            "Use GROUP BY on the key, or a correlated subquery with ORDER BY ... LIMIT 1 for the row you want.",
+        ));
+    }
+    if q.bool("hasTargetSRFs") {
+        return Err(unsupported(
+            "a set-returning function in the select list",
+            "Each key must appear once; move the function to FROM (LATERAL) and make the key unique, or aggregate its rows.",
+        ));
+    }
+    if q.bool("hasRecursive") {
+        return Err(unsupported(
+            "WITH RECURSIVE",
+            "Recursive queries cannot be maintained by key yet.",
+        ));
+    }
+    if q.bool("hasModifyingCTE") {
+        return Err(unsupported(
+            "a data-modifying WITH",
+            "A definition must only read.",
+        ));
+    }
+    if q.bool("hasForUpdate") || !q.list("rowMarks").is_empty() {
+        return Err(unsupported(
+            "FOR UPDATE/SHARE",
+            "Remove the locking clause.",
+        ));
+    }
+    if !matches!(q.get("groupingSets"), Value::Null) {
+        return Err(unsupported(
+            "GROUPING SETS, ROLLUP or CUBE",
+            "Create one TVIEW per grouping level.",
+        ));
+    }
+    if !matches!(q.get("setOperations"), Value::Null) {
+        return Err(unsupported(
+            "UNION, INTERSECT or EXCEPT",
+            "Create one TVIEW per branch, or put the set operation in a subquery in FROM.",
+        ));
+    }
+    Ok(())
+}
+
+/// Functions whose result depends on the time, the session or the
+/// settings even though they are marked stable.
+const SESSION_FUNCTIONS: &[&str] = &[
+    "now",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "current_setting",
+    "current_schema",
+    "current_schemas",
+    "current_user",
+    "session_user",
+    "pg_backend_pid",
+    "pg_my_temp_schema",
+    "inet_client_addr",
+    "inet_client_port",
+    "inet_server_addr",
+    "inet_server_port",
+    "pg_current_xact_id",
+    "pg_current_xact_id_if_assigned",
+    "txid_current",
+    "txid_current_if_assigned",
+    "pg_postmaster_start_time",
+    "pg_conf_load_time",
+];
+
+fn check_functions(tree: &Value, catalog: &Catalog) -> Result<()> {
+    let mut err = None;
+    tree.walk(&mut |n| {
+        if err.is_some() {
+            return;
+        }
+        let field = match n.tag.as_str() {
+            "FUNCEXPR" => "funcid",
+            "AGGREF" => "aggfnoid",
+            "WINDOWFUNC" => "winfnoid",
+            "OPEXPR" | "DISTINCTEXPR" | "NULLIFEXPR" | "SCALARARRAYOPEXPR" => "opfuncid",
+            "SQLVALUEFUNCTION" => {
+                err = Some(TviewError::SessionDependent {
+                    what: "CURRENT_DATE, CURRENT_TIMESTAMP, LOCALTIME, CURRENT_USER or a similar SQL value function"
+                        .into(),
+                });
+                return;
+            }
+            "NEXTVALEXPR" => {
+                err = Some(TviewError::VolatileFunction {
+                    function: "nextval (an identity or serial default)".into(),
+                });
+                return;
+            }
+            "RANGETBLENTRY" => {
+                if !matches!(n.get("tablesample"), Value::Null) {
+                    err = Some(unsupported("TABLESAMPLE", "Sampling is random; remove it."));
+                }
+                return;
+            }
+            _ => return,
+        };
+        let Some(oid) = n.uint(field) else { return };
+        let Some(f) = catalog.functions.get(&oid) else { return };
+        if f.volatility == 'v' {
+            err = Some(TviewError::VolatileFunction {
+                function: format!("{}()", f.name),
+            });
+        } else if f.schema == "pg_catalog"
+            && (SESSION_FUNCTIONS.contains(&f.name.as_str()) || (f.name == "age" && f.nargs == 1))
+        {
+            err = Some(TviewError::SessionDependent {
+                what: format!("{}()", f.name),
+            });
+        }
+    });
+    err.map_or(Ok(()), Err)
+}
+
+#[derive(Default)]
+struct UnionFind {
+    parent: HashMap<Col, Col>,
+}
+
+impl UnionFind {
+    fn find(&mut self, c: Col) -> Col {
+        let p = *self.parent.entry(c).or_insert(c);
+        if p == c {
+            return c;
+        }
+        let root = self.find(p);
+        self.parent.insert(c, root);
+        root
+    }
+
+    fn union(&mut self, a: Col, b: Col) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            // Deterministic: the smaller column becomes the root.
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            self.parent.insert(hi, lo);
+        }
+    }
+}
+
+struct Analyzer<'a> {
+    catalog: &'a Catalog,
+    views: HashMap<Oid, &'a Node>,
+    scopes: Vec<Scope<'a>>,
+    classes: UnionFind,
+    /// The operator of the first equality that joined each pair of columns.
+    edge_ops: HashMap<(Col, Col), (String, String)>,
+    /// Base relation occurrences and their relation OIDs.
+    base_rtes: BTreeMap<RteRef, Oid>,
+    target: &'a Target<'a>,
+}
+
+/// Strips binary-compatible casts around an expression.
+fn strip(mut n: &Node) -> &Node {
+    while n.is("RELABELTYPE") {
+        match n.node("arg") {
+            Some(a) => n = a,
+            None => break,
+        }
+    }
+    n
+}
+
+fn scope_is_nonlocal(q: &Node) -> bool {
+    !matches!(q.get("limitCount"), Value::Null)
+        || !matches!(q.get("limitOffset"), Value::Null)
+        || q.bool("hasWindowFuncs")
+        || q.bool("hasDistinctOn")
+        || !matches!(q.get("setOperations"), Value::Null)
+        || !matches!(q.get("groupingSets"), Value::Null)
+}
+
+impl<'a> Analyzer<'a> {
+    fn relation(&self, oid: Oid) -> Result<&'a Relation> {
+        self.catalog.relations.get(&oid).ok_or_else(|| {
+            TviewError::Internal(format!("relation {oid} missing from the catalog facts"))
+        })
+    }
+
+    /// Registers a scope and, recursively, the scopes of its range table
+    /// and sublinks. `depth` guards against runaway recursion.
+    fn add_scope(&mut self, query: &'a Node, parent: Option<usize>, depth: usize) -> Result<usize> {
+        if depth > 64 {
+            return Err(unsupported(
+                "definitions nested more than 64 levels",
+                "Simplify the definition.",
+            ));
+        }
+        if query.bool("hasRecursive") {
+            return Err(unsupported(
+                "WITH RECURSIVE",
+                "Recursive queries cannot be maintained by key yet.",
+            ));
+        }
+        let id = self.scopes.len();
+        let rtable: Vec<&Node> = query
+            .list("rtable")
+            .iter()
+            .filter_map(Value::as_node)
+            .collect();
+        self.scopes.push(Scope {
+            query,
+            parent,
+            nonlocal: scope_is_nonlocal(query),
+            rtable: rtable.clone(),
+            rte_scopes: HashMap::new(),
+        });
+        for (i, rte) in rtable.iter().enumerate() {
+            let rt = i + 1;
+            match rte.int("rtekind") {
+                Some(0) => {
+                    // Relations: OLD/NEW placeholders of a stored view have
+                    // inFromCl = false and are never referenced; skip them.
+                    let Some(oid) = rte.uint("relid") else {
+                        continue;
+                    };
+                    if !rte.bool("inFromCl") && !self.is_referenced(query, rt) {
+                        continue;
+                    }
+                    let rel = self.relation(oid)?;
+                    match rel.kind {
+                        'r' | 'p' => {
+                            self.base_rtes.insert(RteRef { scope: id, rt }, oid);
+                        }
+                        'v' => {
+                            let Some(vq) = self.views.get(&oid).copied() else {
+                                return Err(TviewError::Internal(format!(
+                                    "view {} was not expanded",
+                                    rel.display_name()
+                                )));
+                            };
+                            let child = self.add_scope(vq, Some(id), depth + 1)?;
+                            self.scopes[id].rte_scopes.insert(rt, child);
+                        }
+                        'm' => {
+                            return Err(TviewError::UnsupportedSource {
+                                relation: rel.display_name(),
+                                why: "it is a materialized view (REFRESH MATERIALIZED VIEW fires no triggers, so its changes cannot be captured)".into(),
+                            });
+                        }
+                        'f' => {
+                            return Err(TviewError::UnsupportedSource {
+                                relation: rel.display_name(),
+                                why: "it is a foreign table (its changes happen elsewhere)".into(),
+                            });
+                        }
+                        other => {
+                            return Err(TviewError::UnsupportedSource {
+                                relation: rel.display_name(),
+                                why: format!("relations of kind '{other}' cannot be captured"),
+                            });
+                        }
+                    }
+                }
+                Some(1) => {
+                    if let Some(sub) = rte.node("subquery") {
+                        let child = self.add_scope(sub, Some(id), depth + 1)?;
+                        self.scopes[id].rte_scopes.insert(rt, child);
+                    }
+                }
+                Some(4) => {
+                    // A CTE reference: find the CTE's query `ctelevelsup` levels up.
+                    let name = rte.str("ctename").unwrap_or_default();
+                    let up = rte.int("ctelevelsup").unwrap_or(0);
+                    let mut s = Some(id);
+                    for _ in 0..up {
+                        s = s.and_then(|s| self.scopes[s].parent);
+                    }
+                    let cte_query = s.and_then(|s| {
+                        self.scopes[s]
+                            .query
+                            .list("cteList")
+                            .iter()
+                            .filter_map(Value::as_node)
+                            .find(|c| c.str("ctename") == Some(name))
+                            .and_then(|c| c.node("ctequery"))
+                    });
+                    let Some(cq) = cte_query else {
+                        return Err(TviewError::Internal(format!("CTE {name} not found")));
+                    };
+                    let child = self.add_scope(cq, Some(id), depth + 1)?;
+                    self.scopes[id].rte_scopes.insert(rt, child);
+                }
+                // Joins, functions, VALUES, ...: no base relation of their own.
+                _ => {}
+            }
+        }
+        // Sublinks anywhere in this scope's own expressions.
+        let mut sublinks = Vec::new();
+        scope_nodes(query, &mut |n| {
+            if n.is("SUBLINK")
+                && let Some(sub) = n.node("subselect")
+            {
+                sublinks.push(sub);
+            }
+        });
+        for sub in sublinks {
+            self.add_scope(sub, Some(id), depth + 1)?;
+        }
+        Ok(id)
+    }
+
+    /// Whether any Var of this query refers to range table entry `rt`.
+    fn is_referenced(&self, query: &Node, rt: usize) -> bool {
+        let mut found = false;
+        scope_nodes(query, &mut |n| {
+            if (n.is("VAR") && n.int("varno") == Some(rt as i64) && n.int("varlevelsup") == Some(0))
+                || (n.is("RANGETBLREF") && n.int("rtindex") == Some(rt as i64))
+            {
+                found = true;
+            }
+        });
+        found
+    }
+
+    /// Resolves a Var of `scope` to a base column, or `None` when it is
+    /// computed (an aggregate, an expression, a function's output...).
+    fn resolve(&self, scope: usize, var: &Node, depth: usize) -> Option<Col> {
+        if depth > 128 {
+            return None;
+        }
+        let var = strip(var);
+        if !var.is("VAR") {
+            return None;
+        }
+        let mut s = scope;
+        for _ in 0..var.int("varlevelsup")? {
+            s = self.scopes[s].parent?;
+        }
+        let rt = usize::try_from(var.int("varno")?).ok()?;
+        let att = var.int("varattno")?;
+        let rte = *self.scopes[s].rtable.get(rt.checked_sub(1)?)?;
+        if self.base_rtes.contains_key(&RteRef { scope: s, rt }) {
+            return Some(Col { scope: s, rt, att });
+        }
+        match rte.int("rtekind")? {
+            2 => {
+                // A join's output column: look through its alias variable.
+                let idx = usize::try_from(att.checked_sub(1)?).ok()?;
+                let inner = rte.list("joinaliasvars").get(idx)?.as_node()?;
+                self.resolve(s, inner, depth + 1)
+            }
+            0 | 1 | 4 => {
+                let child = *self.scopes[s].rte_scopes.get(&rt)?;
+                self.resolve_output(child, att, depth + 1)
+            }
+            _ => None,
+        }
+    }
+
+    /// Resolves output column `att` of a child scope.
+    fn resolve_output(&self, scope: usize, att: i64, depth: usize) -> Option<Col> {
+        if self.scopes[scope].nonlocal {
+            return None;
+        }
+        let te = self.scopes[scope]
+            .query
+            .list("targetList")
+            .iter()
+            .filter_map(Value::as_node)
+            .find(|te| te.int("resno") == Some(att))?;
+        self.resolve(scope, te.node("expr")?, depth)
+    }
+
+    fn collect_edges(&mut self) -> Result<()> {
+        for s in 0..self.scopes.len() {
+            let q = self.scopes[s].query;
+            let mut conjuncts = Vec::new();
+            if let Some(jt) = q.node("jointree") {
+                join_conjuncts(jt, &mut conjuncts);
+            }
+            for c in conjuncts {
+                self.add_equality(s, c);
+            }
+        }
+        Ok(())
+    }
+
+    fn add_equality(&mut self, scope: usize, expr: &Node) {
+        match expr.tag.as_str() {
+            "OPEXPR" => {
+                let Some(op) = expr
+                    .uint("opno")
+                    .and_then(|o| self.catalog.operators.get(&o))
+                else {
+                    return;
+                };
+                if !op.equality {
+                    return;
+                }
+                let args: Vec<&Node> = expr
+                    .list("args")
+                    .iter()
+                    .filter_map(Value::as_node)
+                    .collect();
+                let [l, r] = args[..] else { return };
+                if let (Some(a), Some(b)) = (self.resolve(scope, l, 0), self.resolve(scope, r, 0)) {
+                    let key = if a < b { (a, b) } else { (b, a) };
+                    self.edge_ops
+                        .entry(key)
+                        .or_insert_with(|| (op.schema.clone(), op.name.clone()));
+                    self.classes.union(a, b);
+                }
+            }
+            // `x IN (SELECT y ...)` as a WHERE conjunct: the outer x equals
+            // the inner y for every inner row that matters.
+            "SUBLINK" if expr.int("subLinkType") == Some(2) => {
+                let (Some(test), Some(sub)) = (expr.node("testexpr"), expr.node("subselect"))
+                else {
+                    return;
+                };
+                let Some(sub_scope) = self.scopes.iter().position(|s| std::ptr::eq(s.query, sub))
+                else {
+                    return;
+                };
+                if self.scopes[sub_scope].nonlocal || !test.is("OPEXPR") {
+                    return;
+                }
+                let Some(op) = test
+                    .uint("opno")
+                    .and_then(|o| self.catalog.operators.get(&o))
+                else {
+                    return;
+                };
+                let args: Vec<&Node> = test
+                    .list("args")
+                    .iter()
+                    .filter_map(Value::as_node)
+                    .collect();
+                let [outer, param] = args[..] else { return };
+                let param = strip(param);
+                if !op.equality || !param.is("PARAM") || param.int("paramkind") != Some(2) {
+                    return;
+                }
+                let Some(resno) = param.int("paramid") else {
+                    return;
+                };
+                let (Some(a), Some(b)) = (
+                    self.resolve(scope, outer, 0),
+                    self.resolve_output(sub_scope, resno, 0),
+                ) else {
+                    return;
+                };
+                let key = if a < b { (a, b) } else { (b, a) };
+                self.edge_ops
+                    .entry(key)
+                    .or_insert_with(|| (op.schema.clone(), op.name.clone()));
+                self.classes.union(a, b);
+            }
+            _ => {}
+        }
+    }
+
+    fn col_name(&self, c: Col) -> Result<String> {
+        let oid = self.base_rtes[&c.rte()];
+        let rel = self.relation(oid)?;
+        rel.column(c.att)
+            .map(|col| col.name.clone())
+            .ok_or_else(|| {
+                TviewError::Internal(format!(
+                    "column {} of {} not found",
+                    c.att,
+                    rel.display_name()
+                ))
+            })
+    }
+
+    fn col_type(&self, c: Col) -> Result<String> {
+        let oid = self.base_rtes[&c.rte()];
+        let rel = self.relation(oid)?;
+        rel.column(c.att)
+            .map(|col| col.type_name.clone())
+            .ok_or_else(|| {
+                TviewError::Internal(format!(
+                    "column {} of {} not found",
+                    c.att,
+                    rel.display_name()
+                ))
+            })
+    }
+
+    fn finish(mut self) -> Result<Analysis> {
+        let top = self.scopes[0].query;
+        let wanted = self
+            .target
+            .key_column
+            .map(str::to_string)
+            .unwrap_or_else(|| self.target.conventional_key());
+        let tlist: Vec<&Node> = top
+            .list("targetList")
+            .iter()
+            .filter_map(Value::as_node)
+            .filter(|te| !te.bool("resjunk"))
+            .collect();
+        let columns: Vec<String> = tlist
+            .iter()
+            .map(|te| te.str("resname").unwrap_or("?").to_string())
+            .collect();
+        let Some(key_te) = tlist
+            .iter()
+            .find(|te| te.str("resname") == Some(wanted.as_str()))
+        else {
+            return Err(TviewError::NoKeyColumn {
+                tview: self.target.display(),
+                wanted,
+                available: columns,
+            });
+        };
+        let aggregated = top.bool("hasAggs") || !top.list("groupClause").is_empty();
+        if aggregated {
+            let sgr = key_te.int("ressortgroupref").unwrap_or(0);
+            let grouped = top
+                .list("groupClause")
+                .iter()
+                .filter_map(Value::as_node)
+                .any(|g| g.int("tleSortGroupRef") == Some(sgr));
+            if sgr == 0 || !grouped {
+                return Err(TviewError::KeyNotGrouped {
+                    tview: self.target.display(),
+                    column: wanted,
+                });
+            }
+        }
+        let key_expr = key_te.node("expr");
+        let Some(anchor) = key_expr
+            .and_then(|e| self.resolve(0, e, 0))
+            .filter(|c| c.att > 0)
+        else {
+            return Err(TviewError::KeyNotAColumn {
+                tview: self.target.display(),
+                column: wanted,
+            });
+        };
+        let key_type_oid = key_expr
+            .map(strip)
+            .and_then(|e| e.uint("vartype"))
+            .unwrap_or_default();
+        let key_type = match self.catalog.types.get(&key_type_oid) {
+            Some(t) => t.name.clone(),
+            None => self.col_type(anchor)?,
+        };
+        let key_class = self.classes.find(anchor);
+
+        // Columns of each occurrence that belong to a class with more than one member.
+        let mut members: BTreeMap<Col, Vec<Col>> = BTreeMap::new();
+        let cols: Vec<Col> = self.classes.parent.keys().copied().collect();
+        for c in cols {
+            let root = self.classes.find(c);
+            members.entry(root).or_default().push(c);
+        }
+        for m in members.values_mut() {
+            m.sort();
+        }
+        let class_of: HashMap<Col, Col> = members
+            .iter()
+            .flat_map(|(root, ms)| ms.iter().map(move |m| (*m, *root)))
+            .collect();
+        let mut rte_cols: BTreeMap<RteRef, Vec<Col>> = BTreeMap::new();
+        for c in class_of.keys() {
+            rte_cols.entry(c.rte()).or_default().push(*c);
+        }
+        for v in rte_cols.values_mut() {
+            v.sort();
+        }
+
+        // Paths per occurrence, grouped per relation.
+        let mut per_relation: BTreeMap<Oid, RelationFacts> = BTreeMap::new();
+        let occurrences: Vec<(RteRef, Oid)> =
+            self.base_rtes.iter().map(|(r, o)| (*r, *o)).collect();
+        for (rte, oid) in occurrences {
+            let entry = per_relation.entry(oid).or_default();
+            let rte_node = self.scopes[rte.scope].rtable[rte.rt - 1];
+            let mut all_columns = false;
+            for bit in rte_node.get("selectedCols").int_list() {
+                let att = bit + ATTR_BITMAP_OFFSET;
+                if att == 0 {
+                    all_columns = true;
+                } else if att > 0 {
+                    entry.2.insert(att);
+                }
+            }
+            if all_columns {
+                let rel = self.relation(oid)?;
+                for (i, c) in rel.columns.iter().enumerate() {
+                    if !c.dropped {
+                        entry.2.insert(i as i64 + 1);
+                    }
+                }
+            }
+            match self.path_from(rte, key_class, &class_of, &rte_cols)? {
+                Some(p) => {
+                    if !entry.0.contains(&p) {
+                        entry.0.push(p);
+                    }
+                }
+                None => {
+                    if entry.1.is_none() {
+                        let rel = self.relation(oid)?;
+                        entry.1 = Some(format!(
+                            "no equality links {} to the key {}",
+                            rel.display_name(),
+                            wanted
+                        ));
+                    }
+                }
+            }
+        }
+        let key_rel = self.base_rtes[&anchor.rte()];
+        let key_relation_column = self.col_name(anchor)?;
+        let mut sources = Vec::new();
+        for (oid, (mut paths, full, read)) in per_relation {
+            let rel = self.relation(oid)?;
+            paths.sort();
+            let mapping = match full {
+                Some(reason) => Mapping::Full { reason },
+                None => Mapping::Keyed { paths },
+            };
+            let columns_read = read
+                .iter()
+                .filter_map(|att| rel.column(*att).map(|c| c.name.clone()))
+                .collect();
+            sources.push(Source {
+                relation: oid,
+                schema: rel.schema.clone(),
+                name: rel.name.clone(),
+                columns_read,
+                mapping,
+            });
+        }
+        Ok(Analysis {
+            key: KeyColumn {
+                name: wanted,
+                type_name: key_type,
+                relation: key_rel,
+                relation_column: key_relation_column,
+            },
+            columns,
+            sources,
+            aggregated,
+        })
+    }
+
+    /// Breadth-first search from one occurrence to the key's class.
+    fn path_from(
+        &self,
+        start: RteRef,
+        key_class: Col,
+        class_of: &HashMap<Col, Col>,
+        rte_cols: &BTreeMap<RteRef, Vec<Col>>,
+    ) -> Result<Option<KeyPath>> {
+        let in_key_class = |c: &Col| class_of.get(c).copied().unwrap_or(*c) == key_class;
+        let empty = Vec::new();
+        let start_cols = rte_cols.get(&start).unwrap_or(&empty);
+        if let Some(c) = start_cols.iter().find(|c| in_key_class(c)) {
+            return Ok(Some(KeyPath {
+                column: self.col_name(*c)?,
+                column_type: self.col_type(*c)?,
+                hops: Vec::new(),
+            }));
+        }
+        // Each queue entry: an occurrence reached through `via` (the column
+        // it was entered by), with the previous entry's index.
+        struct Step {
+            rte: RteRef,
+            entered_by: Col,
+            left_from: Col,
+            prev: Option<usize>,
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        let mut seen = BTreeSet::from([start]);
+        let mut queue = VecDeque::new();
+        for c in start_cols {
+            for m in self.class_members(class_of, *c) {
+                if m.rte() != start && seen.insert(m.rte()) {
+                    steps.push(Step {
+                        rte: m.rte(),
+                        entered_by: m,
+                        left_from: *c,
+                        prev: None,
+                    });
+                    queue.push_back(steps.len() - 1);
+                }
+            }
+        }
+        while let Some(i) = queue.pop_front() {
+            let rte = steps[i].rte;
+            let cols = rte_cols.get(&rte).unwrap_or(&empty);
+            if let Some(k) = cols.iter().find(|c| in_key_class(c)) {
+                return self
+                    .build_path(
+                        &steps
+                            .iter()
+                            .map(|s| (s.entered_by, s.left_from, s.prev))
+                            .collect::<Vec<_>>(),
+                        i,
+                        *k,
+                    )
+                    .map(Some);
+            }
+            for c in cols {
+                for m in self.class_members(class_of, *c) {
+                    if seen.insert(m.rte()) {
+                        steps.push(Step {
+                            rte: m.rte(),
+                            entered_by: m,
+                            left_from: *c,
+                            prev: Some(i),
+                        });
+                        queue.push_back(steps.len() - 1);
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn class_members(&self, class_of: &HashMap<Col, Col>, c: Col) -> Vec<Col> {
+        let root = class_of.get(&c).copied().unwrap_or(c);
+        let mut v: Vec<Col> = class_of
+            .iter()
+            .filter(|(_, r)| **r == root)
+            .map(|(m, _)| *m)
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn operator_between(&self, a: Col, b: Col) -> (String, String) {
+        let key = if a < b { (a, b) } else { (b, a) };
+        if let Some(op) = self.edge_ops.get(&key) {
+            return op.clone();
+        }
+        // Transitively equal: use any equality of the class.
+        let mut ops: Vec<_> = self
+            .edge_ops
+            .iter()
+            .filter(|((x, y), _)| *x == a || *y == a || *x == b || *y == b)
+            .collect();
+        ops.sort_by(|x, y| x.0.cmp(y.0));
+        ops.first()
+            .map(|(_, op)| (*op).clone())
+            .unwrap_or_else(|| ("pg_catalog".into(), "=".into()))
+    }
+
+    fn build_path(
+        &self,
+        steps: &[(Col, Col, Option<usize>)],
+        last: usize,
+        key_col: Col,
+    ) -> Result<KeyPath> {
+        let mut chain = vec![last];
+        let mut cur = steps[last].2;
+        while let Some(i) = cur {
+            chain.push(i);
+            cur = steps[i].2;
+        }
+        chain.reverse();
+        let first = steps[chain[0]];
+        let mut hops = Vec::new();
+        for (pos, &i) in chain.iter().enumerate() {
+            let (entered_by, left_from, _) = steps[i];
+            let next = match chain.get(pos + 1) {
+                Some(&n) => steps[n].1,
+                None => key_col,
+            };
+            let oid = self.base_rtes[&entered_by.rte()];
+            let rel = self.relation(oid)?;
+            hops.push(Hop {
+                relation: oid,
+                schema: rel.schema.clone(),
+                name: rel.name.clone(),
+                join_column: self.col_name(entered_by)?,
+                operator: self.operator_between(left_from, entered_by),
+                next_column: self.col_name(next)?,
+            });
+        }
+        Ok(KeyPath {
+            column: self.col_name(first.1)?,
+            column_type: self.col_type(first.1)?,
+            hops,
+        })
+    }
+}
+
+/// Visits the nodes that belong to one query level: its expressions, but
+/// not the queries of its subqueries, CTEs or sublinks (other scopes).
+fn scope_nodes<'a>(query: &'a Node, f: &mut dyn FnMut(&'a Node)) {
+    fn visit<'a>(v: &'a Value, f: &mut dyn FnMut(&'a Node)) {
+        match v {
+            Value::Node(n) => visit_node(n, f),
+            Value::List(l) => l.iter().for_each(|x| visit(x, f)),
+            _ => {}
+        }
+    }
+    fn visit_node<'a>(n: &'a Node, f: &mut dyn FnMut(&'a Node)) {
+        f(n);
+        for (name, v) in &n.fields {
+            let skip = match n.tag.as_str() {
+                "SUBLINK" => name == "subselect",
+                "RANGETBLENTRY" => name == "subquery",
+                "QUERY" => true, // a nested query never belongs to this scope
+                _ => false,
+            };
+            if !skip {
+                visit(v, f);
+            }
+        }
+    }
+    for (name, v) in &query.fields {
+        if name != "cteList" {
+            visit(v, f);
+        }
+    }
+}
+
+/// The top-level AND-ed conditions of a join tree (WHERE and every JOIN ON).
+fn join_conjuncts<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
+    match n.tag.as_str() {
+        "FROMEXPR" => {
+            for item in n.list("fromlist").iter().filter_map(Value::as_node) {
+                join_conjuncts(item, out);
+            }
+            if let Some(q) = n.node("quals") {
+                and_args(q, out);
+            }
+        }
+        "JOINEXPR" => {
+            if let Some(l) = n.node("larg") {
+                join_conjuncts(l, out);
+            }
+            if let Some(r) = n.node("rarg") {
+                join_conjuncts(r, out);
+            }
+            if let Some(q) = n.node("quals") {
+                and_args(q, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn and_args<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
+    if n.is("BOOLEXPR") && n.str("boolop") == Some("and") {
+        for a in n.list("args").iter().filter_map(Value::as_node) {
+            and_args(a, out);
+        }
+    } else if n.is("LIST") {
+        // An implicitly AND-ed list (as the planner stores quals).
+        for a in n.list("items").iter().filter_map(Value::as_node) {
+            and_args(a, out);
+        }
+    } else {
+        out.push(n);
+    }
+}

@@ -1,0 +1,276 @@
+//! Refresh plans: the statements that capture, derive and apply, rendered
+//! from an [`Analysis`] (DESIGN.md §3–4).
+//!
+//! Every statement is fixed per TVIEW (or per source) and takes its values
+//! as parameters, so `ext` prepares each once per backend:
+//! - capture (per source, per event): reads the statement's transition
+//!   tables and returns `(slot, value)` pairs — keys, or the start values
+//!   of a join path;
+//! - derive (per join path): start values → keys, evaluated at flush time
+//!   under the TVIEW's refresh lock, with a fresh snapshot;
+//! - apply: recompute the definition for a key set, delete keys that left,
+//!   upsert rows that changed, skip identical rows — one statement.
+
+use serde::Serialize;
+
+use crate::analyze::{Analysis, KeyPath, Mapping};
+use crate::catalog::Oid;
+use crate::sql::{ident, operator, qualified};
+
+/// Names of the transition tables of our capture triggers.
+pub const OLD_TABLE: &str = "tviews_old";
+pub const NEW_TABLE: &str = "tviews_new";
+
+/// Where a TVIEW lives: its storage table and its backing view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TviewNames {
+    pub schema: String,
+    pub name: String,
+    pub view_schema: String,
+    pub view_name: String,
+}
+
+impl TviewNames {
+    pub fn table(&self) -> String {
+        qualified(&self.schema, &self.name)
+    }
+
+    pub fn view(&self) -> String {
+        qualified(&self.view_schema, &self.view_name)
+    }
+
+    pub fn display(&self) -> String {
+        if self.schema == "public" {
+            self.name.clone()
+        } else {
+            format!("{}.{}", self.schema, self.name)
+        }
+    }
+}
+
+/// The statements that maintain one TVIEW.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefreshPlan {
+    pub names: TviewNames,
+    pub key: String,
+    pub key_type: String,
+    /// `$1 text[]` keys → one row `(recomputed, deleted, inserted, updated)`.
+    pub apply_keys: String,
+    /// No parameter: the same for every key (full rebuild).
+    pub apply_all: String,
+    /// One per join path, in the order of [`RefreshPlan::paths`]:
+    /// `$1 text[]` start values → rows of one text column, the keys.
+    pub derive: Vec<String>,
+    pub paths: Vec<PlannedPath>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedPath {
+    pub source: Oid,
+    pub path: KeyPath,
+}
+
+/// What a capture slot's values are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SlotUse {
+    /// Keys of a TVIEW (index into the caller's TVIEW list).
+    Keys { tview: usize },
+    /// Start values of a join path of a TVIEW (index into its `derive`).
+    Start { tview: usize, path: usize },
+    /// Any change rebuilds the TVIEW.
+    Full { tview: usize },
+}
+
+/// The capture statements of one source relation, for all TVIEWs reading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapturePlan {
+    pub source: Oid,
+    /// `slots[i]` lists who consumes the values returned with slot `i`.
+    pub slots: Vec<Vec<SlotUse>>,
+    /// TVIEWs rebuilt in full on any change of this source.
+    pub full: Vec<usize>,
+    pub on_insert: Option<String>,
+    pub on_update: Option<String>,
+    pub on_delete: Option<String>,
+}
+
+/// Builds the refresh plan of one TVIEW.
+pub fn refresh_plan(names: TviewNames, analysis: &Analysis) -> RefreshPlan {
+    let key = ident(&analysis.key.name);
+    let key_type = analysis.key.type_name.clone();
+    let table = names.table();
+    let view = names.view();
+    let cols: Vec<String> = analysis.columns.iter().map(|c| ident(c)).collect();
+    let col_list = cols.join(", ");
+    let set_list = cols
+        .iter()
+        .filter(|c| **c != key)
+        .map(|c| format!("{c} = EXCLUDED.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // A key-only TVIEW has nothing to update: its rows are either there or not.
+    let on_conflict = if set_list.is_empty() {
+        format!("ON CONFLICT ({key}) DO NOTHING")
+    } else {
+        format!(
+            "ON CONFLICT ({key}) DO UPDATE SET {set_list} \
+             WHERE (t.*) OPERATOR(pg_catalog.*<>) (EXCLUDED.*)"
+        )
+    };
+    let keys_param = format!("(($1::pg_catalog.text[])::{key_type}[])");
+    let apply = |restrict_src: &str, restrict_del: &str| {
+        format!(
+            "WITH src AS MATERIALIZED (SELECT {col_list} FROM {view} AS v{restrict_src}), \
+             del AS (DELETE FROM {table} AS t WHERE {restrict_del}NOT EXISTS \
+             (SELECT FROM src WHERE src.{key} = t.{key}) RETURNING 1), \
+             ups AS (INSERT INTO {table} AS t ({col_list}) SELECT {col_list} FROM src {on_conflict} \
+             RETURNING (t.xmax OPERATOR(pg_catalog.=) 0) AS inserted) \
+             SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM del), \
+             count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups"
+        )
+    };
+    let apply_keys = apply(
+        &format!(" WHERE v.{key} = ANY {keys_param}"),
+        &format!("t.{key} = ANY {keys_param} AND "),
+    );
+    let apply_all = apply("", "");
+
+    let mut paths = Vec::new();
+    let mut derive = Vec::new();
+    for source in &analysis.sources {
+        if let Mapping::Keyed { paths: ps } = &source.mapping {
+            for p in ps.iter().filter(|p| !p.is_direct()) {
+                derive.push(derive_sql(p, &key_type));
+                paths.push(PlannedPath {
+                    source: source.relation,
+                    path: p.clone(),
+                });
+            }
+        }
+    }
+    RefreshPlan {
+        names,
+        key: analysis.key.name.clone(),
+        key_type,
+        apply_keys,
+        apply_all,
+        derive,
+        paths,
+    }
+}
+
+/// Start values → keys, joining the path's relations in order.
+fn derive_sql(path: &KeyPath, key_type: &str) -> String {
+    let mut from = String::new();
+    for (i, hop) in path.hops.iter().enumerate() {
+        let t = format!("t{}", i + 1);
+        let rel = qualified(&hop.schema, &hop.name);
+        if i == 0 {
+            from.push_str(&format!("{rel} AS {t}"));
+        } else {
+            let prev = &path.hops[i - 1];
+            from.push_str(&format!(
+                " JOIN {rel} AS {t} ON {t}.{} {} t{}.{}",
+                ident(&hop.join_column),
+                operator(&hop.operator.0, &hop.operator.1),
+                i,
+                ident(&prev.next_column)
+            ));
+        }
+    }
+    let first = &path.hops[0];
+    let last = path.hops.len();
+    format!(
+        "SELECT DISTINCT ((t{last}.{})::{key_type})::pg_catalog.text FROM {from} \
+         WHERE t1.{} {} ANY (($1::pg_catalog.text[])::{}[])",
+        ident(&path.hops[last - 1].next_column),
+        ident(&first.join_column),
+        operator(&first.operator.0, &first.operator.1),
+        path.column_type
+    )
+}
+
+/// Builds the capture plan of one source for the TVIEWs reading it.
+/// `readers` pairs each TVIEW's index with its analysis and plan.
+pub fn capture_plan(source: Oid, readers: &[(usize, &Analysis, &RefreshPlan)]) -> CapturePlan {
+    // Distinct value expressions over the transition rows, and their users.
+    let mut exprs: Vec<String> = Vec::new();
+    let mut slots: Vec<Vec<SlotUse>> = Vec::new();
+    let mut full = Vec::new();
+    let mut slot_for = |expr: String, use_: SlotUse| {
+        let i = match exprs.iter().position(|e| *e == expr) {
+            Some(i) => i,
+            None => {
+                exprs.push(expr);
+                slots.push(Vec::new());
+                exprs.len() - 1
+            }
+        };
+        if !slots[i].contains(&use_) {
+            slots[i].push(use_);
+        }
+    };
+    for (tview, analysis, plan) in readers {
+        for s in analysis.sources.iter().filter(|s| s.relation == source) {
+            match &s.mapping {
+                Mapping::Full { .. } => {
+                    if !full.contains(tview) {
+                        full.push(*tview);
+                    }
+                }
+                Mapping::Keyed { paths } => {
+                    for p in paths {
+                        if p.is_direct() {
+                            let expr = format!(
+                                "(({})::{})::pg_catalog.text",
+                                ident(&p.column),
+                                analysis.key.type_name
+                            );
+                            slot_for(expr, SlotUse::Keys { tview: *tview });
+                        } else {
+                            let idx = plan
+                                .paths
+                                .iter()
+                                .position(|pp| pp.source == source && pp.path == *p)
+                                .unwrap_or_default();
+                            let expr = format!("({})::pg_catalog.text", ident(&p.column));
+                            slot_for(
+                                expr,
+                                SlotUse::Start {
+                                    tview: *tview,
+                                    path: idx,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let select = |tables: &[&str]| -> Option<String> {
+        if exprs.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        for t in tables {
+            for (i, e) in exprs.iter().enumerate() {
+                parts.push(format!(
+                    "SELECT '{i}'::pg_catalog.text AS slot, {e} AS v FROM {}",
+                    ident(t)
+                ));
+            }
+        }
+        Some(format!(
+            "SELECT s.slot, s.v FROM ({}) AS s WHERE s.v IS NOT NULL",
+            parts.join(" UNION ")
+        ))
+    };
+    CapturePlan {
+        source,
+        on_insert: select(&[NEW_TABLE]),
+        on_update: select(&[OLD_TABLE, NEW_TABLE]),
+        on_delete: select(&[OLD_TABLE]),
+        slots,
+        full,
+    }
+}

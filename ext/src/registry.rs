@@ -1,0 +1,343 @@
+//! What this backend knows about the database's TVIEWs: analyses, plans,
+//! capture plans per source, the flush order, and prepared statements.
+//!
+//! Loaded lazily from `tviews.tview` and the server's catalogs; dropped on
+//! any relcache invalidation of a relation it depends on (DDL on a source,
+//! a replaced backing view, a create or drop of a TVIEW anywhere, which
+//! invalidates the catalog table), so plans always match the schema.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use tviews_core::TviewError;
+use tviews_core::analyze::{Analysis, Target, analyze};
+use tviews_core::graph::{GraphNode, TviewGraph};
+use tviews_core::plan::{CapturePlan, RefreshPlan, TviewNames, capture_plan, refresh_plan};
+
+use crate::error::raise;
+use crate::{introspect, security, spi};
+
+/// One TVIEW, ready to refresh.
+pub struct Tview {
+    pub relid: pg_sys::Oid,
+    pub owner: pg_sys::Oid,
+    pub names: TviewNames,
+    /// Settings its refreshes run under (recorded ones + search_path).
+    pub settings: Vec<(String, String)>,
+    pub analysis: Analysis,
+    pub plan: RefreshPlan,
+    pub apply_keys: OnceCell<OwnedPreparedStatement>,
+    pub apply_all: OnceCell<OwnedPreparedStatement>,
+    pub derive: Vec<OnceCell<OwnedPreparedStatement>>,
+}
+
+/// One source relation and what its capture trigger does.
+pub struct Source {
+    pub plan: CapturePlan,
+    /// The TVIEW relids behind the plan's indexes.
+    pub readers: Vec<pg_sys::Oid>,
+    /// Whether a captured value's text form depends on settings (dates,
+    /// times, floats...): then capture runs under transport settings.
+    pub needs_transport: bool,
+    pub on_insert: OnceCell<OwnedPreparedStatement>,
+    pub on_update: OnceCell<OwnedPreparedStatement>,
+    pub on_delete: OnceCell<OwnedPreparedStatement>,
+}
+
+pub struct Registry {
+    /// In flush order (dependencies first).
+    pub tviews: Vec<Tview>,
+    pub index: HashMap<pg_sys::Oid, usize>,
+    pub sources: HashMap<pg_sys::Oid, Source>,
+    pub ext_owner: pg_sys::Oid,
+    pub catalog_relid: pg_sys::Oid,
+    pub lock_stmt: OnceCell<OwnedPreparedStatement>,
+    pub lock_nowait_stmt: OnceCell<OwnedPreparedStatement>,
+}
+
+/// Takes a per-TVIEW refresh lock held to commit (see flush.rs).
+pub const LOCK_SQL: &str = "INSERT INTO tviews.refresh_lock AS l (relid, flushes) VALUES ($1, 1) \
+     ON CONFLICT (relid) DO UPDATE SET flushes = l.flushes OPERATOR(pg_catalog.+) 1";
+/// Under REPEATABLE READ a flush must not wait for another one: its
+/// snapshot could not see what it waited for.
+pub const LOCK_NOWAIT_SQL: &str =
+    "SELECT 1 FROM tviews.refresh_lock WHERE relid OPERATOR(pg_catalog.=) $1 FOR UPDATE NOWAIT";
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Registry>>> = const { RefCell::new(None) };
+    static DIRTY: Cell<bool> = const { Cell::new(true) };
+    /// Relations whose invalidation drops the registry.
+    static WATCHED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
+}
+
+pub fn register_invalidation() {
+    // SAFETY: registering a relcache callback once per backend, in _PG_init.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(
+            Some(on_relcache_invalidation),
+            pg_sys::Datum::from(0),
+        )
+    };
+}
+
+/// Relcache invalidation: must not touch the catalogs; only flags.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid == pg_sys::Oid::INVALID {
+        DIRTY.with(|d| d.set(true));
+        return;
+    }
+    let hit = WATCHED.with(|w| w.try_borrow().map(|w| w.contains(&relid)).unwrap_or(true));
+    if hit {
+        DIRTY.with(|d| d.set(true));
+    }
+}
+
+/// Forgets the registry (after our own DDL, before the invalidation
+/// message of the commit arrives).
+pub fn invalidate() {
+    DIRTY.with(|d| d.set(true));
+}
+
+/// The current registry, loading it if needed. `None` when the extension
+/// is not installed in this database (a stray trigger or callback).
+pub fn get() -> Option<Rc<Registry>> {
+    if !DIRTY.with(Cell::get)
+        && let Some(r) = CURRENT.with(|c| c.borrow().clone())
+    {
+        return Some(r);
+    }
+    // Clear the flag first: invalidations that arrive while loading set it again.
+    DIRTY.with(|d| d.set(false));
+    // Introspection runs under the fixed search_path: type names then come
+    // out schema-qualified unless they are in pg_catalog.
+    let safe = vec![(
+        "search_path".to_string(),
+        security::SAFE_SEARCH_PATH.to_string(),
+    )];
+    let loaded = security::with_settings(&safe, || Spi::connect_mut(load));
+    let loaded = match loaded {
+        Ok(r) => r.map(Rc::new),
+        Err(e) => {
+            DIRTY.with(|d| d.set(true));
+            raise(&e)
+        }
+    };
+    CURRENT.with(|c| *c.borrow_mut() = loaded.clone());
+    loaded
+}
+
+fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
+    let Some(catalog_relid) = spi::one(
+        client,
+        "SELECT pg_catalog.to_regclass('tviews.tview')::pg_catalog.oid::pg_catalog.text",
+        &[],
+    ) else {
+        WATCHED.with(|w| w.borrow_mut().clear());
+        return Ok(None);
+    };
+    let catalog_relid = parse_oid(&catalog_relid)?;
+    let ext_owner = spi::one(
+        client,
+        "SELECT extowner::pg_catalog.oid::pg_catalog.text FROM pg_catalog.pg_extension WHERE extname = 'pg_tviews'",
+        &[],
+    )
+    .map(|s| parse_oid(&s))
+    .transpose()?
+    .unwrap_or(pg_sys::BOOTSTRAP_SUPERUSERID.into());
+    let rows = spi::rows(
+        client,
+        "SELECT t.relid::pg_catalog.oid::pg_catalog.text, t.defview::pg_catalog.oid::pg_catalog.text,
+                t.key_column::pg_catalog.text, t.settings::pg_catalog.text,
+                c.relowner::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+                vn.nspname::pg_catalog.text, v.relname::pg_catalog.text
+         FROM tviews.tview t
+         JOIN pg_catalog.pg_class c ON c.oid = t.relid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_class v ON v.oid = t.defview
+         JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+         ORDER BY t.relid",
+        &[],
+    );
+    let mut watched: HashSet<pg_sys::Oid> = HashSet::from([catalog_relid]);
+    let mut tviews = Vec::new();
+    for r in rows {
+        let field = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        let relid = parse_oid(&field(0))?;
+        let view = parse_oid(&field(1))?;
+        let key = field(2);
+        let settings = security::decode_settings(&parse_text_array(&field(3)));
+        let owner = parse_oid(&field(4))?;
+        let names = TviewNames {
+            schema: field(5),
+            name: field(6),
+            view_schema: field(7),
+            view_name: field(8),
+        };
+        let (tree, catalog) = introspect::definition(client, view)?;
+        let analysis = analyze(
+            &Target {
+                schema: &names.schema,
+                name: &names.name,
+                key_column: Some(&key),
+            },
+            &tree,
+            &catalog,
+        )?;
+        watched.insert(relid);
+        watched.insert(view);
+        watched.extend(catalog.relations.keys().map(|o| pg_sys::Oid::from(*o)));
+        let plan = refresh_plan(names.clone(), &analysis);
+        let derive = plan.derive.iter().map(|_| OnceCell::new()).collect();
+        tviews.push(Tview {
+            relid,
+            owner,
+            names,
+            settings: security::refresh_settings(&settings),
+            analysis,
+            plan,
+            apply_keys: OnceCell::new(),
+            apply_all: OnceCell::new(),
+            derive,
+        });
+    }
+    // Flush order: cascades first.
+    let nodes: Vec<GraphNode> = tviews
+        .iter()
+        .map(|t| GraphNode {
+            relid: t.relid.to_u32(),
+            name: t.names.display(),
+            sources: t.analysis.sources.iter().map(|s| s.relation).collect(),
+        })
+        .collect();
+    let graph = TviewGraph::build(&nodes)?;
+    let order = graph.flush_order();
+    tviews.sort_by_key(|t| order.iter().position(|o| *o == t.relid.to_u32()));
+    let index: HashMap<pg_sys::Oid, usize> = tviews
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.relid, i))
+        .collect();
+
+    // Capture plans per source relation.
+    let mut by_source: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, t) in tviews.iter().enumerate() {
+        for s in &t.analysis.sources {
+            by_source.entry(s.relation).or_default().push(i);
+        }
+    }
+    let mut sources = HashMap::new();
+    for (source, readers) in by_source {
+        let args: Vec<(usize, &Analysis, &RefreshPlan)> = readers
+            .iter()
+            .enumerate()
+            .map(|(local, i)| (local, &tviews[*i].analysis, &tviews[*i].plan))
+            .collect();
+        let plan = capture_plan(source, &args);
+        let needs_transport = readers.iter().any(|i| {
+            tviews[*i]
+                .analysis
+                .sources
+                .iter()
+                .filter(|s| s.relation == source)
+                .any(|s| matches!(&s.mapping, tviews_core::analyze::Mapping::Keyed { paths } if paths.iter().any(|p| setting_sensitive(&p.column_type))))
+                || setting_sensitive(&tviews[*i].analysis.key.type_name)
+        });
+        sources.insert(
+            pg_sys::Oid::from(source),
+            Source {
+                plan,
+                readers: readers.iter().map(|i| tviews[*i].relid).collect(),
+                needs_transport,
+                on_insert: OnceCell::new(),
+                on_update: OnceCell::new(),
+                on_delete: OnceCell::new(),
+            },
+        );
+    }
+    WATCHED.with(|w| *w.borrow_mut() = watched);
+    Ok(Some(Registry {
+        tviews,
+        index,
+        sources,
+        ext_owner,
+        catalog_relid,
+        lock_stmt: OnceCell::new(),
+        lock_nowait_stmt: OnceCell::new(),
+    }))
+}
+
+/// Types whose text form depends on DateStyle, TimeZone, IntervalStyle,
+/// extra_float_digits or bytea_output.
+fn setting_sensitive(type_name: &str) -> bool {
+    let t = type_name.trim_end_matches("[]");
+    t.starts_with("timestamp")
+        || t.starts_with("time ")
+        || t == "time"
+        || t == "date"
+        || t == "interval"
+        || t == "real"
+        || t == "double precision"
+        || t == "bytea"
+        || t == "money"
+        || t.starts_with("time with")
+}
+
+pub fn parse_oid(s: &str) -> Result<pg_sys::Oid, TviewError> {
+    s.parse::<u32>()
+        .map(pg_sys::Oid::from)
+        .map_err(|_| TviewError::Internal(format!("not an OID: {s}")))
+}
+
+/// Parses PostgreSQL's text form of a one-dimensional text array.
+pub fn parse_text_array(s: &str) -> Vec<String> {
+    let inner = s.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = inner.chars();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        any = true;
+        match c {
+            '"' => quoted = !quoted,
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if any {
+        out.push(cur);
+    }
+    out
+}
+
+impl Registry {
+    pub fn tview(&self, relid: pg_sys::Oid) -> Option<&Tview> {
+        self.index.get(&relid).map(|i| &self.tviews[*i])
+    }
+}
+
+/// Gets or prepares a statement held in a registry cell.
+pub fn prepared<'a>(
+    cell: &'a OnceCell<OwnedPreparedStatement>,
+    client: &SpiClient<'_>,
+    sql: &str,
+    args: &[pg_sys::Oid],
+) -> &'a OwnedPreparedStatement {
+    if cell.get().is_none() {
+        let stmt = spi::prepare(client, sql, args);
+        let _ = cell.set(stmt);
+    }
+    match cell.get() {
+        Some(s) => s,
+        None => raise(&TviewError::Internal("prepared statement cache".into())),
+    }
+}
