@@ -72,8 +72,12 @@ mod tests {
 
     #[test]
     fn psql_flags_before_or_after_the_subcommand() {
-        let a = parse(&["-h", "/tmp", "-p", "5499", "-U", "postgres", "-d", "app", "status"]);
-        let b = parse(&["status", "-h", "/tmp", "-p", "5499", "-U", "postgres", "-d", "app"]);
+        let a = parse(&[
+            "-h", "/tmp", "-p", "5499", "-U", "postgres", "-d", "app", "status",
+        ]);
+        let b = parse(&[
+            "status", "-h", "/tmp", "-p", "5499", "-U", "postgres", "-d", "app",
+        ]);
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a, b);
         assert_eq!(a.conn.host.as_deref(), Some("/tmp"));
@@ -95,7 +99,10 @@ mod tests {
             "-w",
         ])
         .unwrap();
-        assert_eq!(c.command.target().conninfo.as_deref(), Some("postgresql://u@h/db"));
+        assert_eq!(
+            c.command.target().conninfo.as_deref(),
+            Some("postgresql://u@h/db")
+        );
         assert_eq!(c.conn.sslmode, Some(SslMode::VerifyFull));
         assert_eq!(c.output.format, Format::Json);
         assert!(c.output.no_color && c.conn.no_password);

@@ -135,9 +135,15 @@ mod tests {
         assert_eq!(connect.exit_code(), EXIT_CONNECTION);
         let resolve = Failure::Connect(ConnectError::Resolve(ResolveError::NoUser));
         assert_eq!(resolve.exit_code(), EXIT_CONNECTION);
-        assert_eq!(Failure::ConnectionLost("x".into()).exit_code(), EXIT_CONNECTION);
+        assert_eq!(
+            Failure::ConnectionLost("x".into()).exit_code(),
+            EXIT_CONNECTION
+        );
         assert_eq!(Failure::Server(server_error()).exit_code(), EXIT_ERROR);
-        assert_eq!(Failure::Other(anyhow::anyhow!("boom")).exit_code(), EXIT_ERROR);
+        assert_eq!(
+            Failure::Other(anyhow::anyhow!("boom")).exit_code(),
+            EXIT_ERROR
+        );
     }
 
     #[test]
@@ -169,7 +175,10 @@ mod tests {
             hints: vec![],
         };
         let f = Failure::Connect(ConnectError::Failed(vec![
-            attempt("server at \"a\", port 1", "error connecting to server: refused"),
+            attempt(
+                "server at \"a\", port 1",
+                "error connecting to server: refused",
+            ),
             attempt("server at \"b\", port 2", "FATAL:  no pg_hba.conf entry"),
         ]));
         insta::assert_snapshot!(f.render(), @r#"

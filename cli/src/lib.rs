@@ -29,7 +29,10 @@ pub fn run(cli: &Cli) -> u8 {
         terminal,
     };
     // One thread is plenty for one connection, and keeps the 2-core CI machine free.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tviews: error: could not start the async runtime: {e}");

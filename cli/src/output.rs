@@ -44,7 +44,11 @@ pub struct Style {
 
 /// Colour only on a terminal, and never with `--no-color` or a non-empty `NO_COLOR`
 /// (<https://no-color.org>).
-pub fn use_color(no_color_flag: bool, no_color_env: Option<&str>, stdout_is_terminal: bool) -> bool {
+pub fn use_color(
+    no_color_flag: bool,
+    no_color_env: Option<&str>,
+    stdout_is_terminal: bool,
+) -> bool {
     !no_color_flag && no_color_env.is_none_or(str::is_empty) && stdout_is_terminal
 }
 
@@ -53,11 +57,13 @@ pub fn use_color(no_color_flag: bool, no_color_env: Option<&str>, stdout_is_term
 /// off, so `--no-color` and `NO_COLOR` hold on a terminal too.
 pub fn table(style: Style) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).apply_modifier(UTF8_ROUND_CORNERS);
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .apply_modifier(UTF8_ROUND_CORNERS);
     if style.terminal {
         t.set_content_arrangement(ContentArrangement::Dynamic);
     } else {
-        t.force_no_tty().set_content_arrangement(ContentArrangement::Disabled);
+        t.force_no_tty()
+            .set_content_arrangement(ContentArrangement::Disabled);
     }
     if style.color {
         t.enforce_styling();
@@ -149,7 +155,10 @@ mod tests {
         t.add_row(vec![severity_cell("bad", "error", plain)]);
         assert!(!t.to_string().contains('\u{1b}'));
 
-        let coloured = Style { color: true, ..plain };
+        let coloured = Style {
+            color: true,
+            ..plain
+        };
         let mut t = table_with_header(coloured, &["a"]);
         t.add_row(vec![severity_cell("bad", "error", coloured)]);
         assert!(t.to_string().contains('\u{1b}'));

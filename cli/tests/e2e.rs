@@ -4,54 +4,13 @@
 //! One cluster serves the whole file (starting one takes seconds); each scenario is a
 //! function called from the single test, so a failure names the scenario.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{expect_code, fails_with, json, stdout, tviews};
 use serde_json::Value;
 use tviews_tests::{Cluster, ClusterOptions};
-
-const BIN: &str = env!("CARGO_BIN_EXE_tviews");
-
-/// Runs `tviews` with only the given environment: the developer's PG* variables,
-/// DATABASE_URL or ~/.pgpass must not leak into the test.
-fn tviews(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear().env("HOME", home).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    match cmd.output() {
-        Ok(out) => out,
-        Err(e) => panic!("could not run {BIN}: {e}"),
-    }
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing both streams when it is wrong.
-fn expect_code(out: &Output, code: i32, what: &str) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: expected exit {code}\nstdout:\n{}\nstderr:\n{}",
-        stdout(out),
-        stderr(out)
-    );
-}
-
-fn json(out: &Output, what: &str) -> Value {
-    expect_code(out, 0, what);
-    match serde_json::from_slice(&out.stdout) {
-        Ok(v) => v,
-        Err(e) => panic!("{what}: stdout is not JSON ({e}):\n{}", stdout(out)),
-    }
-}
 
 /// A port nothing listens on (bound, then released).
 fn unused_port() -> u16 {
@@ -73,7 +32,16 @@ impl Ctx {
 
     /// `-h <socket dir> -p <port> -U postgres -d <db>` followed by `args`.
     fn flags<'a>(&'a self, db: &'a str, args: &[&'a str]) -> Vec<&'a str> {
-        let mut v = vec!["-h", &self.socket, "-p", &self.port, "-U", "postgres", "-d", db];
+        let mut v = vec![
+            "-h",
+            &self.socket,
+            "-p",
+            &self.port,
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ];
         v.extend_from_slice(args);
         v
     }
@@ -108,12 +76,20 @@ fn cli_against_a_real_server() {
 }
 
 fn version_with_psql_flags(ctx: &Ctx) {
-    let out = ctx.run(&ctx.flags("postgres", &["version", "--format", "json"]), &[]);
+    let out = ctx.run(
+        &ctx.flags("postgres", &["version", "--format", "json"]),
+        &[],
+    );
     let v = json(&out, "version -h -p -U -d");
     assert_eq!(v["client"]["version"], env!("CARGO_PKG_VERSION"));
     let num = v["server"]["version_num"].as_i64().unwrap_or_default();
     assert!((150000..160000).contains(&num), "server_version_num {num}");
-    assert!(v["server"]["version"].as_str().unwrap_or_default().starts_with("15."));
+    assert!(
+        v["server"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("15.")
+    );
     assert_eq!(v["database"], "postgres");
     assert_eq!(v["extension"]["name"], "pg_tviews");
     assert_eq!(v["extension"]["installed"], false);
@@ -133,7 +109,10 @@ fn version_table_says_not_installed(ctx: &Ctx) {
 
 fn status_with_uri_and_conninfo(ctx: &Ctx) {
     let url = ctx.cluster.url("postgres");
-    let v = json(&ctx.run(&["status", &url, "--format", "json"], &[]), "status <URI>");
+    let v = json(
+        &ctx.run(&["status", &url, "--format", "json"], &[]),
+        "status <URI>",
+    );
     assert_eq!(v["server"]["database"], "postgres");
     assert_eq!(v["server"]["user"], "postgres");
     assert_eq!(v["connection"]["socket"], true);
@@ -184,7 +163,11 @@ fn database_url_and_flag_precedence(ctx: &Ctx) {
     let v = json(
         &ctx.run(
             &["version", "--format", "json"],
-            &[("DATABASE_URL", &url), ("PGPORT", &dead), ("PGHOST", "/nonexistent")],
+            &[
+                ("DATABASE_URL", &url),
+                ("PGPORT", &dead),
+                ("PGHOST", "/nonexistent"),
+            ],
         ),
         "DATABASE_URL over PG*",
     );
@@ -218,7 +201,16 @@ fn pg_environment_variables(ctx: &Ctx) {
 }
 
 fn tcp_and_sslmode(ctx: &Ctx) {
-    let base = ["-h", "127.0.0.1", "-p", &ctx.port, "-U", "postgres", "-d", "postgres"];
+    let base = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &ctx.port,
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+    ];
     // The harness's server has no TLS: prefer falls back to plain, like libpq.
     let mut args = base.to_vec();
     args.extend(["status", "--format", "json"]);
@@ -235,33 +227,29 @@ fn tcp_and_sslmode(ctx: &Ctx) {
     let mut args = base.to_vec();
     args.extend(["--sslmode", "require", "version"]);
     let out = ctx.run(&args, &[]);
-    expect_code(&out, 2, "sslmode=require against a server without TLS");
-    assert!(stderr(&out).contains("TLS"), "{}", stderr(&out));
+    fails_with(&out, 2, "server does not support TLS");
 
     // verify-full without a root certificate: libpq's message, before any network.
     let mut args = base.to_vec();
     args.extend(["--sslmode", "verify-full", "version"]);
     let out = ctx.run(&args, &[]);
-    expect_code(&out, 2, "sslmode=verify-full without root.crt");
-    assert!(stderr(&out).contains("root certificate file"), "{}", stderr(&out));
+    fails_with(&out, 2, "root certificate file");
 
     // Unreachable: exit 2, and the message says what was tried.
     let dead = unused_port().to_string();
-    let out = ctx.run(&["-h", "127.0.0.1", "-p", &dead, "-U", "someone", "version"], &[]);
-    expect_code(&out, 2, "unreachable TCP port");
-    let err = stderr(&out);
-    assert!(err.contains(&format!("server at \"127.0.0.1\", port {dead}")), "{err}");
-    assert!(err.contains("user \"someone\""), "{err}");
+    let out = ctx.run(
+        &["-h", "127.0.0.1", "-p", &dead, "-U", "someone", "version"],
+        &[],
+    );
+    fails_with(&out, 2, &format!("server at \"127.0.0.1\", port {dead}"));
+    fails_with(&out, 2, "user \"someone\"");
 
     let out = ctx.run(&["-h", &ctx.socket, "-p", &dead, "status"], &[]);
-    expect_code(&out, 2, "socket with no server");
-    let err = stderr(&out);
-    assert!(err.contains(&format!("/.s.PGSQL.{dead}\"")), "{err}");
+    fails_with(&out, 2, &format!("/.s.PGSQL.{dead}\""));
 
     // A database that does not exist is a connection failure too (psql: 2).
     let out = ctx.run(&ctx.flags("no_such_db", &["version"]), &[]);
-    expect_code(&out, 2, "missing database");
-    assert!(stderr(&out).contains("FATAL:  database \"no_such_db\" does not exist"));
+    fails_with(&out, 2, "FATAL:  database \"no_such_db\" does not exist");
 }
 
 /// A stand-in for the extension's catalog and health check: status reads whatever
@@ -327,10 +315,8 @@ fn server_error_exits_1_with_sqlstate(ctx: &Ctx) {
         "status",
     ];
     let out = ctx.run(&args, &[]);
-    expect_code(&out, 1, "permission denied on tviews.tview");
-    let err = stderr(&out);
-    assert!(err.contains("ERROR:  permission denied for table tview"), "{err}");
-    assert!(err.contains("SQLSTATE: 42501"), "{err}");
+    fails_with(&out, 1, "ERROR:  permission denied for table tview");
+    fails_with(&out, 1, "SQLSTATE: 42501");
 }
 
 fn extension_versions_when_installed(ctx: &Ctx) {
@@ -345,7 +331,10 @@ fn extension_versions_when_installed(ctx: &Ctx) {
         .create_database_with_extension("with_ext")
         .expect("CREATE EXTENSION pg_tviews");
     let v = json(
-        &ctx.run(&ctx.flags("with_ext", &["version", "--format", "json"]), &[]),
+        &ctx.run(
+            &ctx.flags("with_ext", &["version", "--format", "json"]),
+            &[],
+        ),
         "version with the extension",
     );
     let ext = &v["extension"];
@@ -375,6 +364,5 @@ fn usage_and_help_exit_codes() {
     expect_code(&out, 1, "-w with -W");
     // Resolution errors are connection failures, as in psql.
     let out = tviews(home.path(), &["status", "host=x bogus=1"], &[]);
-    expect_code(&out, 2, "invalid conninfo keyword");
-    assert!(stderr(&out).contains("invalid connection option \"bogus\""));
+    fails_with(&out, 2, "invalid connection option \"bogus\"");
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::{BIN, describe, fails_with, json, tviews};
 use openssl::asn1::Asn1Time;
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
@@ -15,40 +16,15 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
 use openssl::x509::{X509, X509Builder, X509Name, X509NameBuilder};
-use serde_json::Value;
 use tviews_tests::{Cluster, ClusterOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tviews");
-
-fn tviews(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear().env("HOME", home).args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run tviews")
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod common;
 
 /// Exit code 0 and the `connection.ssl` field of `status --format json`.
 fn ssl_in_use(out: &Output) -> bool {
-    assert_eq!(out.status.code(), Some(0), "{}", describe(out));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    v["connection"]["ssl"].as_bool().expect("connection.ssl")
-}
-
-fn fails_with(out: &Output, code: i32, text: &str) {
-    assert_eq!(out.status.code(), Some(code), "{}", describe(out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(text), "expected {text:?} in stderr\n{}", describe(out));
+    json(out, "status")["connection"]["ssl"]
+        .as_bool()
+        .expect("connection.ssl")
 }
 
 // ---- certificates ----
@@ -68,10 +44,12 @@ fn cert_builder(cn: &str, key: &PKey<Private>, serial: u32) -> X509Builder {
     let mut b = X509Builder::new().expect("builder");
     b.set_version(2).expect("v3");
     let serial = BigNum::from_u32(serial).and_then(|n| n.to_asn1_integer());
-    b.set_serial_number(&serial.expect("serial")).expect("serial");
+    b.set_serial_number(&serial.expect("serial"))
+        .expect("serial");
     b.set_subject_name(&name(cn)).expect("subject");
     b.set_pubkey(key).expect("pubkey");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("now")).expect("nb");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("now"))
+        .expect("nb");
     b.set_not_after(&Asn1Time::days_from_now(2).expect("later"))
         .expect("na");
     b
@@ -99,7 +77,8 @@ fn server_cert(ca: &X509, ca_key: &PKey<Private>) -> (X509, PKey<Private>) {
         .build(&b.x509v3_context(Some(ca), None))
         .expect("SAN");
     b.append_extension(san).expect("ext");
-    b.sign(ca_key, MessageDigest::sha256()).expect("sign server");
+    b.sign(ca_key, MessageDigest::sha256())
+        .expect("sign server");
     (b.build(), key)
 }
 
@@ -110,7 +89,11 @@ fn enable_tls(cluster: &Cluster, cert: &X509, key: &PKey<Private>) {
     let meta = fs::metadata(data).expect("data dir");
     for (name, pem, mode) in [
         ("server.crt", cert.to_pem().expect("pem"), 0o644),
-        ("server.key", key.private_key_to_pem_pkcs8().expect("pem"), 0o600),
+        (
+            "server.key",
+            key.private_key_to_pem_pkcs8().expect("pem"),
+            0o600,
+        ),
     ] {
         let path = data.join(name);
         fs::write(&path, pem).expect("write certificate file");
@@ -221,13 +204,30 @@ fn sslmodes(cluster: &Cluster, port: &str) {
     assert!(!ssl_in_use(&status(bare.path(), &socket, "require")));
 
     let trusted = home_with_root(Some(&ca_cert));
-    assert!(ssl_in_use(&status(trusted.path(), "localhost", "verify-full")));
-    assert!(ssl_in_use(&status(trusted.path(), "127.0.0.1", "verify-ca")));
-    fails_with(&status(trusted.path(), "127.0.0.1", "verify-full"), 2, "TLS");
+    assert!(ssl_in_use(&status(
+        trusted.path(),
+        "localhost",
+        "verify-full"
+    )));
+    assert!(ssl_in_use(&status(
+        trusted.path(),
+        "127.0.0.1",
+        "verify-ca"
+    )));
+    fails_with(
+        &status(trusted.path(), "127.0.0.1", "verify-full"),
+        2,
+        "TLS",
+    );
     // hostaddr: connect to the address, verify the name.
-    let conninfo =
-        format!("host=localhost hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full");
-    let out = tviews(trusted.path(), &["status", &conninfo, "--format", "json"], &[]);
+    let conninfo = format!(
+        "host=localhost hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full"
+    );
+    let out = tviews(
+        trusted.path(),
+        &["status", &conninfo, "--format", "json"],
+        &[],
+    );
     assert!(ssl_in_use(&out));
     // PGSSLROOTCERT instead of ~/.postgresql/root.crt.
     let ca_file = trusted.path().join(".postgresql/root.crt");
@@ -274,11 +274,23 @@ fn password_sources(cluster: &Cluster, port: &str) {
     let rules = "local all pw scram-sha-256\nhost all pw 127.0.0.1/32 scram-sha-256\n\
                  host all pw ::1/128 scram-sha-256\n";
     fs::write(&hba, format!("{rules}{old}")).expect("write pg_hba.conf");
-    cluster.psql("postgres", "SELECT pg_reload_conf()").expect("reload");
+    cluster
+        .psql("postgres", "SELECT pg_reload_conf()")
+        .expect("reload");
     // Wait until the rule is live (a trust connection as pw would otherwise succeed).
     let deadline = Instant::now() + Duration::from_secs(10);
     let home = tempfile::tempdir().expect("home");
-    let tcp = ["version", "-h", "127.0.0.1", "-p", port, "-U", "pw", "-d", "postgres"];
+    let tcp = [
+        "version",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-U",
+        "pw",
+        "-d",
+        "postgres",
+    ];
     loop {
         let out = tviews(home.path(), &tcp, &[]);
         if out.status.code() == Some(2) {
@@ -314,7 +326,9 @@ fn password_sources(cluster: &Cluster, port: &str) {
     let socket = cluster.socket_dir().display().to_string();
     ok(tviews(
         home.path(),
-        &["version", "-h", &socket, "-p", port, "-U", "pw", "-d", "postgres"],
+        &[
+            "version", "-h", &socket, "-p", port, "-U", "pw", "-d", "postgres",
+        ],
         &[],
     ));
 
@@ -340,4 +354,68 @@ fn password_sources(cluster: &Cluster, port: &str) {
     let out = tviews(home.path(), &tcp, &[]);
     fails_with(&out, 2, "password authentication failed for user \"pw\"");
     fails_with(&out, 2, "password retrieved from file");
+    fs::remove_file(home.path().join(".pgpass")).expect("rm .pgpass");
+
+    prompts(home.path(), &tcp);
+}
+
+/// Runs tviews on a pseudo-terminal (util-linux `script`), typing `input`.
+fn on_terminal(home: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    // `script -c` takes one shell command line: quote every argument for sh.
+    let quoted: Vec<String> = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let mut child = Command::new("script")
+        .args(["-qec", &quoted.join(" "), "/dev/null"])
+        .env_clear()
+        .env("HOME", home)
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script(1)");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("type");
+    }
+    child.wait_with_output().expect("script(1) output")
+}
+
+/// psql's prompting: when the server asks (stdin a terminal), before connecting with
+/// -W, never with -w.
+fn prompts(home: &Path, tcp: &[&str]) {
+    let transcript = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    let out = on_terminal(home, tcp, "se:cret\n");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        transcript(&out).contains("Password for user pw: "),
+        "{}",
+        describe(&out)
+    );
+
+    let mut forced = tcp.to_vec();
+    forced.push("-W");
+    let out = on_terminal(home, &forced, "se:cret\n");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    let out = on_terminal(home, &forced, "wrong\n");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        transcript(&out).contains("password authentication failed"),
+        "{}",
+        describe(&out)
+    );
+
+    let mut never = tcp.to_vec();
+    never.push("-w");
+    let out = on_terminal(home, &never, "se:cret\n");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        !transcript(&out).contains("Password for user"),
+        "{}",
+        describe(&out)
+    );
 }

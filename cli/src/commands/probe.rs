@@ -33,6 +33,8 @@ pub async fn server_version(client: &Client) -> Result<ServerVersion, tokio_post
 /// What the server knows about the extension, in this database.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ExtensionInfo {
+    /// `pg_tviews`.
+    pub name: String,
     /// The control file is on the server (`pg_available_extensions`).
     pub available: bool,
     /// `CREATE EXTENSION` has been run in this database.
@@ -61,6 +63,7 @@ pub async fn extension_info(client: &Client) -> Result<ExtensionInfo, tokio_post
         )
         .await?;
     Ok(ExtensionInfo {
+        name: EXTENSION.to_string(),
         available: available.is_some(),
         default_version: available.map(|r| r.try_get(0)).transpose()?,
         installed: installed.is_some(),
@@ -74,7 +77,11 @@ pub async fn extension_info(client: &Client) -> Result<ExtensionInfo, tokio_post
 pub fn function_candidates(schema: Option<&str>, name: &str) -> Vec<String> {
     let mut out = Vec::with_capacity(2);
     if let Some(s) = schema {
-        out.push(format!("{}.{}()", escape_identifier(s), escape_identifier(name)));
+        out.push(format!(
+            "{}.{}()",
+            escape_identifier(s),
+            escape_identifier(name)
+        ));
     }
     out.push(format!("{}()", escape_identifier(name)));
     out

@@ -5,9 +5,11 @@ use comfy_table::{Cell, Color};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::probe::{self, EXTENSION};
+use super::probe::{self, EXTENSION, ExtensionInfo};
 use crate::conn::{Connected, HostSpec};
-use crate::output::{Format, Style, colored, key_value_table, severity_cell, table_text, table_with_header, to_json};
+use crate::output::{
+    Format, Style, colored, key_value_table, severity_cell, table_text, table_with_header, to_json,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StatusReport {
@@ -40,12 +42,9 @@ pub struct ConnectionStatus {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExtensionStatus {
-    pub name: String,
-    pub available: bool,
-    pub installed: bool,
-    pub version: Option<String>,
-    pub default_version: Option<String>,
-    pub schema: Option<String>,
+    /// Name, availability, installed and default versions, schema.
+    #[serde(flatten)]
+    pub info: ExtensionInfo,
     /// pg_tviews is in `shared_preload_libraries`; `None` when this user may not read it.
     pub statistics: Option<bool>,
 }
@@ -180,21 +179,15 @@ pub async fn gather(conn: &Connected) -> Result<StatusReport, tokio_postgres::Er
         .await?
         .map(|r| r.try_get(0))
         .transpose()?;
-    let info = probe::extension_info(client).await?;
     let extension = ExtensionStatus {
-        name: EXTENSION.to_string(),
-        available: info.available,
-        installed: info.installed,
-        version: info.installed_version,
-        default_version: info.default_version,
-        schema: info.schema.clone(),
+        info: probe::extension_info(client).await?,
         statistics: preload.as_deref().map(preloads_extension),
     };
 
     let tviews = TviewsStatus {
         count: tview_count(client).await?,
     };
-    let health = health(client, info.schema.as_deref()).await?;
+    let health = health(client, extension.info.schema.as_deref()).await?;
     Ok(StatusReport {
         server,
         connection,
@@ -220,13 +213,17 @@ async fn tview_count(client: &Client) -> Result<Option<i64>, tokio_postgres::Err
     Ok(Some(n))
 }
 
-async fn health(client: &Client, schema: Option<&str>) -> Result<HealthStatus, tokio_postgres::Error> {
+async fn health(
+    client: &Client,
+    schema: Option<&str>,
+) -> Result<HealthStatus, tokio_postgres::Error> {
     let Some(call) = probe::find_function(client, schema, "pg_tviews_health_check").await? else {
         return Ok(HealthStatus::default());
     };
     // Cast every column: the function is not written yet, and a varchar or enum column
     // should not break the client.
-    let sql = format!("SELECT check_name::text, severity::text, detail::text, hint::text FROM {call}");
+    let sql =
+        format!("SELECT check_name::text, severity::text, detail::text, hint::text FROM {call}");
     let rows = client.query(&sql, &[]).await?;
     let checks = rows
         .iter()
@@ -252,7 +249,7 @@ pub fn render(r: &StatusReport, style: Style) -> anyhow::Result<String> {
     }
     let s = &r.server;
     let c = &r.connection;
-    let e = &r.extension;
+    let e = &r.extension.info;
     let connection = format!(
         "{} {}, port {}, {}",
         if c.socket { "socket" } else { "host" },
@@ -260,19 +257,26 @@ pub fn render(r: &StatusReport, style: Style) -> anyhow::Result<String> {
         c.port,
         if c.ssl { "TLS" } else { "no TLS" }
     );
-    let extension = match (&e.version, e.available) {
+    let extension = match (&e.installed_version, e.available) {
         (Some(v), _) => Cell::new(match &e.schema {
             Some(schema) => format!("{v} (schema {schema})"),
             None => v.clone(),
         }),
         (None, true) => colored(
-            format!("not installed in this database (CREATE EXTENSION {})", e.name),
+            format!(
+                "not installed in this database (CREATE EXTENSION {})",
+                e.name
+            ),
             Color::Yellow,
             style,
         ),
-        (None, false) => colored("not installed (and not available on this server)", Color::Yellow, style),
+        (None, false) => colored(
+            "not installed (and not available on this server)",
+            Color::Yellow,
+            style,
+        ),
     };
-    let statistics = match e.statistics {
+    let statistics = match r.extension.statistics {
         Some(true) => severity_cell("on", "ok", style),
         Some(false) => severity_cell(
             format!("off (add {} to shared_preload_libraries)", e.name),
@@ -339,12 +343,14 @@ mod tests {
                 ssl: false,
             },
             extension: ExtensionStatus {
-                name: "pg_tviews".into(),
-                available: true,
-                installed: true,
-                version: Some("0.1.0".into()),
-                default_version: Some("0.1.0".into()),
-                schema: Some("public".into()),
+                info: ExtensionInfo {
+                    name: "pg_tviews".into(),
+                    available: true,
+                    installed: true,
+                    installed_version: Some("0.1.0".into()),
+                    default_version: Some("0.1.0".into()),
+                    schema: Some("public".into()),
+                },
                 statistics: Some(false),
             },
             tviews: TviewsStatus { count: Some(3) },
@@ -396,9 +402,9 @@ mod tests {
     #[test]
     fn table_with_health_and_no_extension() {
         let mut r = report();
-        r.extension.installed = false;
-        r.extension.version = None;
-        r.extension.schema = None;
+        r.extension.info.installed = false;
+        r.extension.info.installed_version = None;
+        r.extension.info.schema = None;
         r.extension.statistics = None;
         r.tviews.count = None;
         r.health = HealthStatus {

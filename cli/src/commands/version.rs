@@ -4,7 +4,7 @@ use comfy_table::{Cell, Color};
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use super::probe::{self, EXTENSION, ServerVersion};
+use super::probe::{self, ExtensionInfo, ServerVersion};
 use crate::failure::ServerError;
 use crate::output::{Format, Style, colored, key_value_table, table_text, to_json};
 
@@ -26,20 +26,13 @@ pub struct ClientVersion {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ExtensionVersions {
-    pub name: String,
-    /// The extension's files are on the server.
-    pub available: bool,
-    /// `CREATE EXTENSION` was run in this database.
-    pub installed: bool,
-    /// The SQL objects' version (`pg_extension.extversion`).
-    pub installed_version: Option<String>,
-    /// What `CREATE EXTENSION` / `ALTER EXTENSION ... UPDATE` would install.
-    pub default_version: Option<String>,
+    /// Name, availability, installed and default versions, schema.
+    #[serde(flatten)]
+    pub info: ExtensionInfo,
     /// The loaded shared library's version (`pg_tviews_version()`).
     pub library_version: Option<String>,
     /// Why `pg_tviews_version()` could not be called, when it could not.
     pub library_error: Option<String>,
-    pub schema: Option<String>,
 }
 
 pub async fn gather(client: &Client) -> Result<VersionReport, tokio_postgres::Error> {
@@ -48,18 +41,12 @@ pub async fn gather(client: &Client) -> Result<VersionReport, tokio_postgres::Er
         .query_one("SELECT current_database()::text", &[])
         .await?
         .try_get(0)?;
-    let info = probe::extension_info(client).await?;
     let mut ext = ExtensionVersions {
-        name: EXTENSION.to_string(),
-        available: info.available,
-        installed: info.installed,
-        installed_version: info.installed_version,
-        default_version: info.default_version,
-        schema: info.schema,
+        info: probe::extension_info(client).await?,
         ..ExtensionVersions::default()
     };
-    if ext.installed {
-        match probe::find_function(client, ext.schema.as_deref(), "pg_tviews_version").await? {
+    if ext.info.installed {
+        match probe::find_function(client, ext.info.schema.as_deref(), "pg_tviews_version").await? {
             None => ext.library_error = Some("function pg_tviews_version() not found".into()),
             // The call loads the library: a library that fails to load (wrong build,
             // missing file) is exactly what this is meant to show, so report it and go on.
@@ -87,7 +74,8 @@ pub async fn gather(client: &Client) -> Result<VersionReport, tokio_postgres::Er
 
 /// Advice derived from the versions: shown under the table.
 pub fn notes(r: &VersionReport) -> Vec<String> {
-    let e = &r.extension;
+    let lib = &r.extension;
+    let e = &lib.info;
     let mut out = Vec::new();
     if !e.available {
         out.push(format!(
@@ -107,14 +95,14 @@ pub fn notes(r: &VersionReport) -> Vec<String> {
             e.name
         ));
     }
-    if let (Some(lib), Some(sql)) = (&e.library_version, &e.installed_version)
+    if let (Some(lib), Some(sql)) = (&lib.library_version, &e.installed_version)
         && lib != sql
     {
         out.push(format!(
             "the loaded library is version {lib} but the installed SQL objects are version {sql}"
         ));
     }
-    if let Some(err) = &e.library_error {
+    if let Some(err) = &lib.library_error {
         out.push(format!("could not ask the library for its version: {err}"));
     }
     out
@@ -128,7 +116,7 @@ pub fn render(r: &VersionReport, style: Style) -> anyhow::Result<String> {
     if style.format == Format::Json {
         return to_json(r);
     }
-    let e = &r.extension;
+    let e = &r.extension.info;
     let installed = match &e.installed_version {
         Some(v) => Cell::new(v),
         None => colored("not installed", Color::Yellow, style),
@@ -144,7 +132,10 @@ pub fn render(r: &VersionReport, style: Style) -> anyhow::Result<String> {
         ("extension", Cell::new(&e.name)),
         ("installed version", installed),
         ("default version", default),
-        ("library version", Cell::new(or_dash(&e.library_version))),
+        (
+            "library version",
+            Cell::new(or_dash(&r.extension.library_version)),
+        ),
     ];
     let mut out = table_text(&key_value_table(style, rows));
     for note in notes(r) {
@@ -169,21 +160,31 @@ mod tests {
             },
             database: "app".into(),
             extension: ExtensionVersions {
-                name: "pg_tviews".into(),
+                info: ExtensionInfo {
+                    name: "pg_tviews".into(),
+                    ..ext.info
+                },
                 ..ext
             },
         }
     }
 
-    fn installed() -> ExtensionVersions {
-        ExtensionVersions {
+    fn installed_info() -> ExtensionInfo {
+        ExtensionInfo {
             available: true,
             installed: true,
             installed_version: Some("0.1.0".into()),
             default_version: Some("0.1.0".into()),
-            library_version: Some("0.1.0".into()),
             schema: Some("public".into()),
             ..Default::default()
+        }
+    }
+
+    fn installed() -> ExtensionVersions {
+        ExtensionVersions {
+            info: installed_info(),
+            library_version: Some("0.1.0".into()),
+            library_error: None,
         }
     }
 
@@ -195,8 +196,11 @@ mod tests {
     #[test]
     fn table_not_installed() {
         let r = report(ExtensionVersions {
-            available: true,
-            default_version: Some("0.1.0".into()),
+            info: ExtensionInfo {
+                available: true,
+                default_version: Some("0.1.0".into()),
+                ..Default::default()
+            },
             ..Default::default()
         });
         insta::assert_snapshot!(render(&r, Style::default()).unwrap());
@@ -204,15 +208,20 @@ mod tests {
 
     #[test]
     fn table_not_available() {
-        insta::assert_snapshot!(render(&report(ExtensionVersions::default()), Style::default()).unwrap());
+        insta::assert_snapshot!(
+            render(&report(ExtensionVersions::default()), Style::default()).unwrap()
+        );
     }
 
     #[test]
     fn notes_on_mismatches() {
         let r = report(ExtensionVersions {
-            default_version: Some("0.2.0".into()),
+            info: ExtensionInfo {
+                default_version: Some("0.2.0".into()),
+                ..installed_info()
+            },
             library_version: Some("0.2.0".into()),
-            ..installed()
+            library_error: None,
         });
         assert_eq!(
             notes(&r),

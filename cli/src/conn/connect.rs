@@ -6,12 +6,14 @@ use std::fmt;
 use std::io;
 
 use tokio_postgres::config::{
-    ChannelBinding as PgChannelBinding, SslMode as PgSslMode, TargetSessionAttrs as PgTargetSessionAttrs,
+    ChannelBinding as PgChannelBinding, SslMode as PgSslMode,
+    TargetSessionAttrs as PgTargetSessionAttrs,
 };
 use tokio_postgres::{Client, Config};
 
 use super::resolve::{
-    ChannelBinding, HostSpec, Password, PasswordSource, ResolveError, Settings, Target, TargetSessionAttrs,
+    ChannelBinding, HostSpec, Password, PasswordSource, ResolveError, Settings, Target,
+    TargetSessionAttrs,
 };
 use super::tls::{self, Plan, RetryWhen, Tls};
 
@@ -78,7 +80,11 @@ pub enum ConnectError {
 }
 
 fn join_failures(failures: &[AttemptFailure]) -> String {
-    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// An open connection. The connection's I/O runs on a spawned task that ends when
@@ -90,7 +96,12 @@ pub struct Connected {
 }
 
 /// The tokio-postgres configuration for one attempt at one target.
-pub fn pg_config(settings: &Settings, target: &Target, tls: Tls, password: Option<&Password>) -> Config {
+pub fn pg_config(
+    settings: &Settings,
+    target: &Target,
+    tls: Tls,
+    password: Option<&Password>,
+) -> Config {
     let mut config = Config::new();
     config
         .user(&settings.user)
@@ -223,7 +234,10 @@ pub fn describe_error(
                 ..
             }) = password
         {
-            hints.push(format!("password retrieved from file \"{}\"", path.display()));
+            hints.push(format!(
+                "password retrieved from file \"{}\"",
+                path.display()
+            ));
         }
         return (msg, hints);
     }
@@ -233,10 +247,14 @@ pub fn describe_error(
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<io::Error>()
-            && matches!(io.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound)
+            && matches!(
+                io.kind(),
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+            )
         {
             hints.push(if target.is_socket() {
-                "Is the server running locally and accepting connections on that socket?".to_string()
+                "Is the server running locally and accepting connections on that socket?"
+                    .to_string()
             } else {
                 "Is the server running on that host and accepting TCP/IP connections?".to_string()
             });
@@ -304,12 +322,18 @@ pub async fn connect(
                     });
                 }
                 Err(AttemptError::Pg(e))
-                    if is_password_missing(&e) && prompted.is_none() && policy == PasswordPolicy::IfRequired =>
+                    if is_password_missing(&e)
+                        && prompted.is_none()
+                        && policy == PasswordPolicy::IfRequired =>
                 {
                     match read_password(ask) {
                         Ok(p) => prompted = Some(p),
                         Err(read_err) => {
-                            failures.push(failure(target, format!("could not read password: {read_err}"), vec![]));
+                            failures.push(failure(
+                                target,
+                                format!("could not read password: {read_err}"),
+                                vec![],
+                            ));
                             break;
                         }
                     }
@@ -339,9 +363,18 @@ mod tests {
             PasswordPolicy::from_flags(false, false, true),
             PasswordPolicy::IfRequired
         );
-        assert_eq!(PasswordPolicy::from_flags(true, false, true), PasswordPolicy::Never);
-        assert_eq!(PasswordPolicy::from_flags(false, false, false), PasswordPolicy::Never);
-        assert_eq!(PasswordPolicy::from_flags(false, true, false), PasswordPolicy::Always);
+        assert_eq!(
+            PasswordPolicy::from_flags(true, false, true),
+            PasswordPolicy::Never
+        );
+        assert_eq!(
+            PasswordPolicy::from_flags(false, false, false),
+            PasswordPolicy::Never
+        );
+        assert_eq!(
+            PasswordPolicy::from_flags(false, true, false),
+            PasswordPolicy::Always
+        );
     }
 
     #[test]
@@ -351,7 +384,9 @@ mod tests {
             user: "alice".into(),
             dbname: "app".into(),
             message: "error connecting to server: No such file or directory (os error 2)".into(),
-            hints: vec!["Is the server running locally and accepting connections on that socket?".into()],
+            hints: vec![
+                "Is the server running locally and accepting connections on that socket?".into(),
+            ],
         };
         assert_eq!(
             f.to_string(),

@@ -203,19 +203,31 @@ fn parse_uri_body(body: &str, prefix_len: usize) -> Result<Params, ConnInfoError
     // libpq decodes the joined list, so "%2C" inside a host is just as good as a comma.
     let host_list = hosts.join(",");
     if !host_list.is_empty() {
-        params.set(Keyword::Host, percent_decode(&host_list)?, Source::ConnString);
+        params.set(
+            Keyword::Host,
+            percent_decode(&host_list)?,
+            Source::ConnString,
+        );
     }
     // With several hosts libpq keeps the commas even when no port was given ("," means
     // two default ports); with one host and no port it stores nothing.
     let port_list = ports.join(",");
     if any_port || !port_list.is_empty() {
-        params.set(Keyword::Port, percent_decode(&port_list)?, Source::ConnString);
+        params.set(
+            Keyword::Port,
+            percent_decode(&port_list)?,
+            Source::ConnString,
+        );
     }
 
     if terminator == Some('/') {
         let after = &rest[1..];
         let end = after.find('?').unwrap_or(after.len());
-        params.set(Keyword::DbName, percent_decode(&after[..end])?, Source::ConnString);
+        params.set(
+            Keyword::DbName,
+            percent_decode(&after[..end])?,
+            Source::ConnString,
+        );
         rest = &after[end..];
     }
 
@@ -252,7 +264,9 @@ pub fn percent_decode(s: &str) -> Result<String, ConnInfoError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             let byte = hex
                 .filter(|h| h.chars().all(|c| c.is_ascii_hexdigit()))
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
@@ -298,7 +312,8 @@ mod tests {
 
     #[test]
     fn conninfo_quoting_rules() {
-        let p = parse_conninfo(r"password='va\'lue' dbname='my db' user=a\ b options='-c x=\\y'").unwrap();
+        let p = parse_conninfo(r"password='va\'lue' dbname='my db' user=a\ b options='-c x=\\y'")
+            .unwrap();
         assert_eq!(get(&p, Keyword::Password), Some("va'lue"));
         assert_eq!(get(&p, Keyword::DbName), Some("my db"));
         assert_eq!(get(&p, Keyword::User), Some("a b"));
@@ -315,12 +330,18 @@ mod tests {
 
     #[test]
     fn conninfo_errors() {
-        assert_eq!(parse_conninfo("host"), Err(ConnInfoError::MissingEquals("host".into())));
+        assert_eq!(
+            parse_conninfo("host"),
+            Err(ConnInfoError::MissingEquals("host".into()))
+        );
         assert_eq!(
             parse_conninfo("host x=1"),
             Err(ConnInfoError::MissingEquals("host".into()))
         );
-        assert_eq!(parse_conninfo("password='abc"), Err(ConnInfoError::UnterminatedQuote));
+        assert_eq!(
+            parse_conninfo("password='abc"),
+            Err(ConnInfoError::UnterminatedQuote)
+        );
         assert_eq!(
             parse_conninfo(r"password='abc\'"),
             Err(ConnInfoError::UnterminatedQuote)
@@ -399,8 +420,14 @@ mod tests {
 
     #[test]
     fn uri_errors() {
-        assert_eq!(parse_uri("postgresql://[::1"), Err(ConnInfoError::UnterminatedIpv6));
-        assert_eq!(parse_uri("postgresql://[]/db"), Err(ConnInfoError::EmptyIpv6));
+        assert_eq!(
+            parse_uri("postgresql://[::1"),
+            Err(ConnInfoError::UnterminatedIpv6)
+        );
+        assert_eq!(
+            parse_uri("postgresql://[]/db"),
+            Err(ConnInfoError::EmptyIpv6)
+        );
         assert_eq!(parse_uri("host=x"), Err(ConnInfoError::NotAUri));
         assert_eq!(
             parse_uri("postgresql://[::1]x/db"),

@@ -56,7 +56,10 @@ impl Environment {
 
     /// A variable's value; empty counts as unset.
     pub fn var(&self, key: &str) -> Option<&str> {
-        self.vars.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn os_user(&self) -> Option<&str> {
@@ -138,7 +141,8 @@ impl MemoryFiles {
             kind: FileKind::File,
             mode,
         };
-        self.files.insert(path.into(), (Some(contents.to_string()), info));
+        self.files
+            .insert(path.into(), (Some(contents.to_string()), info));
         self
     }
 

@@ -55,7 +55,10 @@ pub use connect::{AttemptFailure, ConnectError, Connected, PasswordPolicy, conne
 pub use conninfo::{ConnInfoError, is_connection_string, parse_connection_string};
 pub use inputs::{Environment, Files, MemoryFiles, SystemFiles};
 pub use params::{Keyword, Params, Source};
-pub use resolve::{ConnRequest, HostSpec, Password, PasswordSource, ResolveError, Settings, SslMode, Target, resolve};
+pub use resolve::{
+    ConnRequest, HostSpec, Password, PasswordSource, ResolveError, Settings, SslMode, Target,
+    resolve,
+};
 
 /// Resolves `args` (plus the positional connection argument) against the real
 /// environment and files, prints resolution warnings to stderr, and connects, prompting
@@ -66,8 +69,15 @@ pub async fn open(args: &ConnArgs, positional: Option<&str>) -> Result<Connected
     for w in &settings.warnings {
         eprintln!("tviews: warning: {w}");
     }
-    let policy = PasswordPolicy::from_flags(args.no_password, args.password, std::io::stdin().is_terminal());
-    connect(&settings, policy, &mut |prompt| rpassword::prompt_password(prompt)).await
+    let policy = PasswordPolicy::from_flags(
+        args.no_password,
+        args.password,
+        std::io::stdin().is_terminal(),
+    );
+    connect(&settings, policy, &mut |prompt| {
+        rpassword::prompt_password(prompt)
+    })
+    .await
 }
 
 #[cfg(test)]

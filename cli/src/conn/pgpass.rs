@@ -185,7 +185,10 @@ db1.example:5432:app:alice:first
         // An escaped star is a literal star, not a wildcard.
         let file = r"\*:5432:db:u:pw";
         assert_eq!(lookup(file, &q(&["h"], "5432", "db", "u")), None);
-        assert_eq!(lookup(file, &q(&["*"], "5432", "db", "u")).as_deref(), Some("pw"));
+        assert_eq!(
+            lookup(file, &q(&["*"], "5432", "db", "u")).as_deref(),
+            Some("pw")
+        );
         // "**" is not a wildcard either.
         assert_eq!(lookup("**:*:*:*:pw", &q(&["h"], "1", "d", "u")), None);
     }
@@ -204,7 +207,11 @@ db1.example:5432:app:alice:first
     fn socket_matches_localhost_or_directory() {
         let file = "localhost:5432:*:u:local\n/tmp/sock:5433:*:u:dir\n";
         assert_eq!(
-            lookup(file, &q(&["/var/run/postgresql", "localhost"], "5432", "d", "u")).as_deref(),
+            lookup(
+                file,
+                &q(&["/var/run/postgresql", "localhost"], "5432", "d", "u")
+            )
+            .as_deref(),
             Some("local")
         );
         assert_eq!(

@@ -164,7 +164,11 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
             HostSpec::Socket(dir) => {
-                write!(f, "server on socket \"{}\"", socket_file(dir, self.port).display())
+                write!(
+                    f,
+                    "server on socket \"{}\"",
+                    socket_file(dir, self.port).display()
+                )
             }
             HostSpec::Tcp(host) => {
                 write!(f, "server at \"{host}\"")?;
@@ -231,7 +235,10 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     #[error("{origin}: {error}")]
-    ConnInfo { origin: &'static str, error: ConnInfoError },
+    ConnInfo {
+        origin: &'static str,
+        error: ConnInfoError,
+    },
     #[error(transparent)]
     Service(#[from] ServiceError),
     #[error("both -d/--dbname and a positional connection argument were given; use one")]
@@ -292,7 +299,11 @@ fn env_layer(env: &Environment) -> Params {
 
 /// Stacks every source of settings, highest precedence first:
 /// flags > `-d`/positional connection string > `DATABASE_URL` > service file > `PG*`.
-pub fn merge_layers(req: &ConnRequest, env: &Environment, files: &dyn Files) -> Result<Params, ResolveError> {
+pub fn merge_layers(
+    req: &ConnRequest,
+    env: &Environment,
+    files: &dyn Files,
+) -> Result<Params, ResolveError> {
     let mut merged = flag_layer(req);
 
     let conn_arg = match (&req.dbname, &req.positional) {
@@ -303,7 +314,8 @@ pub fn merge_layers(req: &ConnRequest, env: &Environment, files: &dyn Files) -> 
     };
     match conn_arg {
         Some((origin, s)) if is_connection_string(s) => {
-            let layer = parse_connection_string(s).map_err(|error| ResolveError::ConnInfo { origin, error })?;
+            let layer = parse_connection_string(s)
+                .map_err(|error| ResolveError::ConnInfo { origin, error })?;
             merged.fill_from(&layer);
         }
         // A plain name is just the database, as an explicit flag.
@@ -409,7 +421,12 @@ fn targets(merged: &Params, files: &dyn Files) -> Result<Vec<Target>, ResolveErr
 }
 
 /// The password file lookup for one target.
-fn pass_query<'a>(target: &'a Target, port: &'a str, dbname: &'a str, user: &'a str) -> PassQuery<'a> {
+fn pass_query<'a>(
+    target: &'a Target,
+    port: &'a str,
+    dbname: &'a str,
+    user: &'a str,
+) -> PassQuery<'a> {
     let hosts = match &target.host {
         HostSpec::Socket(dir) => vec![dir.to_str().unwrap_or(""), "localhost"],
         HostSpec::Tcp(h) => vec![h.as_str()],
@@ -427,10 +444,16 @@ fn home_file(env: &Environment, rel: &str) -> Option<PathBuf> {
 }
 
 fn tls_files(merged: &Params, env: &Environment, files: &dyn Files) -> TlsFiles {
-    let path = |k: Keyword, default: &str| merged.get(k).map(PathBuf::from).or_else(|| home_file(env, default));
+    let path = |k: Keyword, default: &str| {
+        merged
+            .get(k)
+            .map(PathBuf::from)
+            .or_else(|| home_file(env, default))
+    };
     let root_cert = path(Keyword::SslRootCert, ".postgresql/root.crt");
     let root_cert_exists = root_cert.as_deref().is_some_and(|p| files.exists(p));
-    let client_cert = path(Keyword::SslCert, ".postgresql/postgresql.crt").filter(|p| files.exists(p));
+    let client_cert =
+        path(Keyword::SslCert, ".postgresql/postgresql.crt").filter(|p| files.exists(p));
     let client_key = client_cert
         .as_ref()
         .and_then(|_| path(Keyword::SslKey, ".postgresql/postgresql.key"));
@@ -442,7 +465,12 @@ fn tls_files(merged: &Params, env: &Environment, files: &dyn Files) -> TlsFiles 
     }
 }
 
-fn parse_enum<T: Copy>(merged: &Params, key: Keyword, default: T, table: &[(&str, T)]) -> Result<T, ResolveError> {
+fn parse_enum<T: Copy>(
+    merged: &Params,
+    key: Keyword,
+    default: T,
+    table: &[(&str, T)],
+) -> Result<T, ResolveError> {
     match merged.get(key) {
         None => Ok(default),
         Some(v) => table
@@ -467,7 +495,11 @@ fn connect_timeout(merged: &Params) -> Result<Option<Duration>, ResolveError> {
 
 /// Resolves the connection settings. See the module documentation of [`crate::conn`]
 /// for the precedence rules.
-pub fn resolve(req: &ConnRequest, env: &Environment, files: &dyn Files) -> Result<Settings, ResolveError> {
+pub fn resolve(
+    req: &ConnRequest,
+    env: &Environment,
+    files: &dyn Files,
+) -> Result<Settings, ResolveError> {
     let merged = merge_layers(req, env, files)?;
     let mut warnings: Vec<String> = merged
         .ignored
@@ -492,7 +524,12 @@ pub fn resolve(req: &ConnRequest, env: &Environment, files: &dyn Files) -> Resul
         .or_else(|| home_file(env, ".pgpass"));
     let explicit_password = merged.get(Keyword::Password).map(|value| Password {
         value: value.to_string(),
-        source: PasswordSource::Setting(merged.source(Keyword::Password).cloned().unwrap_or(Source::Flag)),
+        source: PasswordSource::Setting(
+            merged
+                .source(Keyword::Password)
+                .cloned()
+                .unwrap_or(Source::Flag),
+        ),
     });
 
     let mut targets = targets(&merged, files)?;

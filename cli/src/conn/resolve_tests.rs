@@ -9,7 +9,9 @@ use super::params::{Keyword, Source};
 use super::resolve::*;
 
 fn env() -> Environment {
-    Environment::empty().with_os_user("osuser").with_home("/home/osuser")
+    Environment::empty()
+        .with_os_user("osuser")
+        .with_home("/home/osuser")
 }
 
 fn req() -> ConnRequest {
@@ -37,7 +39,10 @@ fn hosts(s: &Settings) -> Vec<(HostSpec, u16)> {
 }
 
 fn password(s: &Settings) -> Option<(&str, &PasswordSource)> {
-    s.targets[0].password.as_ref().map(|p| (p.value.as_str(), &p.source))
+    s.targets[0]
+        .password
+        .as_ref()
+        .map(|p| (p.value.as_str(), &p.source))
 }
 
 #[test]
@@ -63,9 +68,14 @@ fn defaults_are_libpqs() {
 #[test]
 fn default_host_searches_socket_dirs_then_localhost() {
     let tmp_only = MemoryFiles::new().with_socket("/tmp/.s.PGSQL.5432");
-    assert_eq!(hosts(&ok(&req(), &env(), &tmp_only)), vec![(socket("/tmp"), 5432)]);
+    assert_eq!(
+        hosts(&ok(&req(), &env(), &tmp_only)),
+        vec![(socket("/tmp"), 5432)]
+    );
 
-    let both = tmp_only.clone().with_socket("/var/run/postgresql/.s.PGSQL.5432");
+    let both = tmp_only
+        .clone()
+        .with_socket("/var/run/postgresql/.s.PGSQL.5432");
     assert_eq!(
         hosts(&ok(&req(), &env(), &both)),
         vec![(socket("/var/run/postgresql"), 5432)]
@@ -78,7 +88,10 @@ fn default_host_searches_socket_dirs_then_localhost() {
 
     // The search uses the resolved port: a socket for another port does not count.
     let e = env().with_var("PGPORT", "5499");
-    assert_eq!(hosts(&ok(&req(), &e, &tmp_only)), vec![(tcp("localhost"), 5499)]);
+    assert_eq!(
+        hosts(&ok(&req(), &e, &tmp_only)),
+        vec![(tcp("localhost"), 5499)]
+    );
     let files = MemoryFiles::new().with_socket("/tmp/.s.PGSQL.5499");
     assert_eq!(hosts(&ok(&req(), &e, &files)), vec![(socket("/tmp"), 5499)]);
 }
@@ -166,7 +179,10 @@ fn database_url_sits_between_connection_string_and_pg_variables() {
         host: Some("flaghost".into()),
         ..req()
     };
-    assert_eq!(hosts(&ok(&r, &e, &MemoryFiles::new())), vec![(tcp("flaghost"), 6001)]);
+    assert_eq!(
+        hosts(&ok(&r, &e, &MemoryFiles::new())),
+        vec![(tcp("flaghost"), 6001)]
+    );
 
     // A password in the URL beats PGPASSWORD, and says where it came from.
     let e2 = e.clone().with_var("DATABASE_URL", "postgres://u:urlpw@h/d");
@@ -208,7 +224,10 @@ fn database_url_is_ignored_beside_dbname_or_positional() {
 fn bad_database_url_names_its_origin() {
     let e = env().with_var("DATABASE_URL", "postgres://h/db?nope=1");
     let err = resolve(&req(), &e, &MemoryFiles::new()).unwrap_err();
-    assert_eq!(err.to_string(), "DATABASE_URL: invalid URI query parameter: \"nope\"");
+    assert_eq!(
+        err.to_string(),
+        "DATABASE_URL: invalid URI query parameter: \"nope\""
+    );
 }
 
 #[test]
@@ -218,7 +237,10 @@ fn dbname_and_positional_together_is_an_error() {
         positional: Some("b".into()),
         ..req()
     };
-    assert_eq!(resolve(&r, &env(), &MemoryFiles::new()), Err(ResolveError::DbnameTwice));
+    assert_eq!(
+        resolve(&r, &env(), &MemoryFiles::new()),
+        Err(ResolveError::DbnameTwice)
+    );
 }
 
 #[test]
@@ -247,7 +269,11 @@ fn host_lists_ports_and_hostaddr() {
     let s = ok(&r, &env(), &files);
     assert_eq!(
         hosts(&s),
-        vec![(tcp("a"), 5432), (socket("/tmp"), 5433), (socket("/tmp"), 5434)]
+        vec![
+            (tcp("a"), 5432),
+            (socket("/tmp"), 5433),
+            (socket("/tmp"), 5434)
+        ]
     );
 
     // One port applies to every host.
@@ -288,7 +314,10 @@ fn host_lists_ports_and_hostaddr() {
     let e = env().with_var("PGHOSTADDR", "127.0.0.1");
     let s = ok(&req(), &e, &MemoryFiles::new());
     assert_eq!(s.targets[0].host, tcp("127.0.0.1"));
-    assert_eq!(s.targets[0].to_string(), "server at \"127.0.0.1\", port 5432");
+    assert_eq!(
+        s.targets[0].to_string(),
+        "server at \"127.0.0.1\", port 5432"
+    );
 
     let r = ConnRequest {
         positional: Some("host=a,b hostaddr=1.2.3.4".into()),
@@ -310,7 +339,11 @@ fn host_lists_ports_and_hostaddr() {
 
 #[test]
 fn invalid_values_are_reported_like_libpq() {
-    let bad = |r: ConnRequest, e: Environment| resolve(&r, &e, &MemoryFiles::new()).unwrap_err().to_string();
+    let bad = |r: ConnRequest, e: Environment| {
+        resolve(&r, &e, &MemoryFiles::new())
+            .unwrap_err()
+            .to_string()
+    };
     let port = ConnRequest {
         port: Some("54x".into()),
         ..req()
@@ -337,7 +370,10 @@ fn invalid_values_are_reported_like_libpq() {
         dbname: Some("host=x bogus=1".into()),
         ..req()
     };
-    assert_eq!(bad(cs, env()), "-d/--dbname: invalid connection option \"bogus\"");
+    assert_eq!(
+        bad(cs, env()),
+        "-d/--dbname: invalid connection option \"bogus\""
+    );
     assert_eq!(
         bad(req(), Environment::empty()),
         "could not determine the local user name; give one with -U or PGUSER"
@@ -346,7 +382,14 @@ fn invalid_values_are_reported_like_libpq() {
 
 #[test]
 fn connect_timeout_follows_libpq() {
-    let t = |v: &str| ok(&req(), &env().with_var("PGCONNECT_TIMEOUT", v), &MemoryFiles::new()).connect_timeout;
+    let t = |v: &str| {
+        ok(
+            &req(),
+            &env().with_var("PGCONNECT_TIMEOUT", v),
+            &MemoryFiles::new(),
+        )
+        .connect_timeout
+    };
     assert_eq!(t("0"), None);
     assert_eq!(t("-3"), None);
     assert_eq!(t("1"), Some(Duration::from_secs(2)));
@@ -388,7 +431,10 @@ fn pgpass_is_consulted_per_target() {
     let s = ok(&alice, &env(), &files);
     assert_eq!(
         password(&s),
-        Some(("socket-pw", &PasswordSource::PassFile("/home/osuser/.pgpass".into())))
+        Some((
+            "socket-pw",
+            &PasswordSource::PassFile("/home/osuser/.pgpass".into())
+        ))
     );
 
     // TCP: host, port and database must match.
@@ -396,7 +442,10 @@ fn pgpass_is_consulted_per_target() {
         positional: Some("postgresql://alice@db.example:6000/app".into()),
         ..req()
     };
-    assert_eq!(password(&ok(&r, &env(), &files)).map(|p| p.0), Some("tcp-pw"));
+    assert_eq!(
+        password(&ok(&r, &env(), &files)).map(|p| p.0),
+        Some("tcp-pw")
+    );
     let r = ConnRequest {
         positional: Some("postgresql://alice@db.example:6000/other".into()),
         ..req()
@@ -409,7 +458,10 @@ fn pgpass_is_consulted_per_target() {
         port: Some("5433".into()),
         ..req()
     };
-    assert_eq!(password(&ok(&r, &env(), &files)).map(|p| p.0), Some("dir-pw"));
+    assert_eq!(
+        password(&ok(&r, &env(), &files)).map(|p| p.0),
+        Some("dir-pw")
+    );
 
     // Each host of a list gets its own lookup.
     let r = ConnRequest {
@@ -432,7 +484,10 @@ fn pgpass_is_consulted_per_target() {
 fn explicit_password_beats_pgpass() {
     let files = MemoryFiles::new().with_file("/home/osuser/.pgpass", 0o600, "*:*:*:*:file-pw");
     let e = env().with_var("PGPASSWORD", "env-pw");
-    assert_eq!(password(&ok(&req(), &e, &files)).map(|p| p.0), Some("env-pw"));
+    assert_eq!(
+        password(&ok(&req(), &e, &files)).map(|p| p.0),
+        Some("env-pw")
+    );
     let r = ConnRequest {
         positional: Some("password='cs pw'".into()),
         ..req()
@@ -450,7 +505,10 @@ fn pgpassfile_and_permissions() {
         .with_file("/etc/shared.pgpass", 0o640, "*:*:*:*:shared-pw")
         .with_file("/srv/own.pgpass", 0o400, "*:*:*:*:own-pw");
     let e = env().with_var("PGPASSFILE", "/srv/own.pgpass");
-    assert_eq!(password(&ok(&req(), &e, &files)).map(|p| p.0), Some("own-pw"));
+    assert_eq!(
+        password(&ok(&req(), &e, &files)).map(|p| p.0),
+        Some("own-pw")
+    );
 
     let r = ConnRequest {
         positional: Some("passfile=/etc/shared.pgpass".into()),
@@ -482,7 +540,9 @@ fn service_file_sits_below_connection_string() {
         0o600,
         "[prod]\nhost=svc-host\nport=6100\ndbname=svc-db\n",
     );
-    let e = env().with_var("PGSERVICE", "prod").with_var("PGHOST", "envhost");
+    let e = env()
+        .with_var("PGSERVICE", "prod")
+        .with_var("PGHOST", "envhost");
     let s = ok(&req(), &e, &files);
     assert_eq!(hosts(&s), vec![(tcp("svc-host"), 6100)]);
     assert_eq!(s.dbname, "svc-db");

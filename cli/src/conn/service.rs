@@ -40,7 +40,11 @@ pub fn service_files(env: &Environment) -> Vec<PathBuf> {
 
 /// Looks `service` up in the service files. Values are labelled with the file they came
 /// from.
-pub fn load_service(service: &str, env: &Environment, files: &dyn Files) -> Result<Params, ServiceError> {
+pub fn load_service(
+    service: &str,
+    env: &Environment,
+    files: &dyn Files,
+) -> Result<Params, ServiceError> {
     for path in service_files(env) {
         let Ok(contents) = files.read_to_string(&path) else {
             continue;
@@ -54,7 +58,11 @@ pub fn load_service(service: &str, env: &Environment, files: &dyn Files) -> Resu
 }
 
 /// Parses one file; `Ok(None)` when the section is not in it.
-pub fn parse_service_file(contents: &str, service: &str, file_name: &str) -> Result<Option<Params>, ServiceError> {
+pub fn parse_service_file(
+    contents: &str,
+    service: &str,
+    file_name: &str,
+) -> Result<Option<Params>, ServiceError> {
     let mut found: Option<Params> = None;
     for (index, raw) in contents.lines().enumerate() {
         let line_no = index + 1;
@@ -119,7 +127,10 @@ host=nope
         assert_eq!(p.get(Keyword::Host), Some("db.internal"));
         assert_eq!(p.get(Keyword::Port), Some("6432"));
         assert_eq!(p.get(Keyword::DbName), Some("app"));
-        assert_eq!(p.source(Keyword::Host), Some(&Source::ServiceFile("f".into())));
+        assert_eq!(
+            p.source(Keyword::Host),
+            Some(&Source::ServiceFile("f".into()))
+        );
         assert_eq!(parse_service_file(FILE, "missing", "f").unwrap(), None);
     }
 
@@ -153,7 +164,10 @@ host=nope
         assert_eq!(a.get(Keyword::Host), Some("user"));
         let b = load_service("b", &env, &files).unwrap();
         assert_eq!(b.get(Keyword::Host), Some("sys-b"));
-        assert_eq!(load_service("c", &env, &files), Err(ServiceError::NotFound("c".into())));
+        assert_eq!(
+            load_service("c", &env, &files),
+            Err(ServiceError::NotFound("c".into()))
+        );
         let env = env
             .with_var("PGSERVICEFILE", "/srv/services")
             .with_var("PGSYSCONFDIR", "/srv/etc");

@@ -131,10 +131,18 @@ pub fn plans(settings: &Settings) -> Vec<Result<Plan, String>> {
 /// Reads every certificate of a PEM file into a fresh store: like libpq, only the
 /// `sslrootcert` file is trusted, not the system's certificate directory.
 fn root_store(path: &Path) -> Result<openssl::x509::store::X509Store, String> {
-    let pem =
-        std::fs::read(path).map_err(|e| format!("could not read root certificate file \"{}\": {e}", path.display()))?;
-    let certs = X509::stack_from_pem(&pem)
-        .map_err(|e| format!("could not load root certificate file \"{}\": {e}", path.display()))?;
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "could not read root certificate file \"{}\": {e}",
+            path.display()
+        )
+    })?;
+    let certs = X509::stack_from_pem(&pem).map_err(|e| {
+        format!(
+            "could not load root certificate file \"{}\": {e}",
+            path.display()
+        )
+    })?;
     let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
     for cert in certs {
         store.add_cert(cert).map_err(|e| e.to_string())?;
@@ -159,9 +167,12 @@ pub fn connector(tls: Tls, files: &TlsFiles) -> Result<MakeTlsConnector, String>
         }
     }
     if let (Some(cert), Some(key)) = (&files.client_cert, &files.client_key) {
-        builder
-            .set_certificate_chain_file(cert)
-            .map_err(|e| format!("could not load client certificate file \"{}\": {e}", cert.display()))?;
+        builder.set_certificate_chain_file(cert).map_err(|e| {
+            format!(
+                "could not load client certificate file \"{}\": {e}",
+                cert.display()
+            )
+        })?;
         builder
             .set_private_key_file(key, SslFiletype::PEM)
             .map_err(|e| format!("could not load private key file \"{}\": {e}", key.display()))?;
@@ -246,7 +257,10 @@ mod tests {
             "root certificate file \"/home/u/.postgresql/root.crt\" does not exist\n\
              Either provide the file or change sslmode to disable server certificate verification."
         );
-        let no_home = TlsFiles { root_cert: None, ..f };
+        let no_home = TlsFiles {
+            root_cert: None,
+            ..f
+        };
         assert!(
             plan(SslMode::VerifyFull, &tcp(), &no_home)
                 .unwrap_err()
@@ -283,6 +297,9 @@ mod tests {
         let err = connector(Tls::Required(Verify::Chain), &files(true))
             .err()
             .unwrap_or_default();
-        assert!(err.contains("could not read root certificate file"), "{err}");
+        assert!(
+            err.contains("could not read root certificate file"),
+            "{err}"
+        );
     }
 }
