@@ -19,8 +19,9 @@ Connection settings, highest precedence first:
      PGSSLROOTCERT, PGSSLCERT, PGSSLKEY, PGAPPNAME, PGCONNECT_TIMEOUT, PGOPTIONS
   6. defaults: the socket in /var/run/postgresql or /tmp (the first that has one),
      else localhost; port 5432; user = OS user; database = user name; sslmode prefer
-Password: -W prompts; else password= or PGPASSWORD; else ~/.pgpass (or PGPASSFILE,
-must be 0600); else a prompt if the server asks, stdin is a terminal and -w is not given.
+Password: -W prompts; else password= or PGPASSWORD; else ~/.pgpass (or PGPASSFILE; ignored
+if group or others can read it); else a prompt if the server asks, stdin is a terminal and
+-w is not given.
 
 Output: colour only when stdout is a terminal and neither --no-color nor NO_COLOR is set.
 
