@@ -64,7 +64,7 @@ fn flush_one(reg: &Registry, idx: usize, work: Work) {
     };
     Spi::connect_mut(|client| {
         lock(client, reg, tv.relid, &mut c);
-        security::as_user(tv.owner, true, || {
+        security::as_user(tv.owner, tv.restricted, || {
             security::with_settings(&tv.settings, || apply(client, reg, idx, work, &mut c))
         });
     });

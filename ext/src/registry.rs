@@ -24,6 +24,10 @@ use crate::{introspect, security, spi};
 pub struct Tview {
     pub relid: pg_sys::Oid,
     pub owner: pg_sys::Oid,
+    /// Refresh runs as a security-restricted operation, unless the TVIEW
+    /// has deferrable triggers (PostgreSQL refuses to queue those inside
+    /// one; see docs/ARCHITECTURE.md, "Safety").
+    pub restricted: bool,
     pub names: TviewNames,
     /// Settings its refreshes run under (recorded ones + search_path).
     pub settings: Vec<(String, String)>,
@@ -153,7 +157,8 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         "SELECT t.relid::pg_catalog.oid::pg_catalog.text, t.defview::pg_catalog.oid::pg_catalog.text,
                 t.key_column::pg_catalog.text, t.settings::pg_catalog.text,
                 c.relowner::pg_catalog.text, n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
-                vn.nspname::pg_catalog.text, v.relname::pg_catalog.text
+                vn.nspname::pg_catalog.text, v.relname::pg_catalog.text,
+                (NOT EXISTS (SELECT FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.relid AND g.tgdeferrable))::pg_catalog.text
          FROM tviews.tview t
          JOIN pg_catalog.pg_class c ON c.oid = t.relid
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -171,6 +176,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         let key = field(2);
         let settings = security::decode_settings(&parse_text_array(&field(3)));
         let owner = parse_oid(&field(4))?;
+        let restricted = field(9) == "true";
         let names = TviewNames {
             schema: field(5),
             name: field(6),
@@ -195,6 +201,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         tviews.push(Tview {
             relid,
             owner,
+            restricted,
             names,
             settings: security::refresh_settings(&settings),
             analysis,

@@ -31,6 +31,7 @@ mod cluster;
 mod os;
 mod pg;
 mod server;
+pub mod support;
 mod sweep;
 
 pub use cluster::{Cluster, ClusterOptions};
