@@ -93,9 +93,10 @@ fn pg_tviews_diff(tview: &str) -> i64 {
     let Some(reg) = registry::get() else { return 0 };
     let Some(tv) = reg.tview(relid) else { return 0 };
     let (table, view) = (tv.names.table(), tv.names.view());
+    // ROW(alias.*): a column named like the alias cannot capture the reference.
     let sql = format!(
-        "SELECT count(*) FROM ((SELECT t::pg_catalog.text FROM {table} t EXCEPT ALL SELECT v::pg_catalog.text FROM {view} v) \
-         UNION ALL (SELECT v::pg_catalog.text FROM {view} v EXCEPT ALL SELECT t::pg_catalog.text FROM {table} t)) d"
+        "SELECT count(*) FROM ((SELECT ROW(t.*)::pg_catalog.text FROM {table} t EXCEPT ALL SELECT ROW(v.*)::pg_catalog.text FROM {view} v) \
+         UNION ALL (SELECT ROW(v.*)::pg_catalog.text FROM {view} v EXCEPT ALL SELECT ROW(t.*)::pg_catalog.text FROM {table} t)) d"
     );
     security::with_settings(&tv.settings, || {
         Spi::connect_mut(|client| {

@@ -28,6 +28,7 @@
 //! Linux only (it reads `/proc` and uses `runuser`).
 
 mod cluster;
+pub mod oracle;
 mod os;
 mod pg;
 mod server;

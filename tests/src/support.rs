@@ -86,8 +86,8 @@ pub async fn assert_exact(client: &Client) -> Result<()> {
             let detail = client
                 .query(
                     &format!(
-                        "(SELECT 'stored  ' || t::text FROM {name} t EXCEPT ALL SELECT 'stored  ' || v::text FROM {view} v) \
-                         UNION ALL (SELECT 'expected' || ' ' || v::text FROM {view} v EXCEPT ALL SELECT 'expected' || ' ' || t::text FROM {name} t) LIMIT 20"
+                        "(SELECT 'stored   ' || ROW(t.*)::text FROM {name} t EXCEPT ALL SELECT 'stored   ' || ROW(v.*)::text FROM {view} v) \
+                         UNION ALL (SELECT 'expected ' || ROW(v.*)::text FROM {view} v EXCEPT ALL SELECT 'expected ' || ROW(t.*)::text FROM {name} t) LIMIT 20"
                     ),
                     &[],
                 )

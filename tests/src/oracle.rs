@@ -1,0 +1,750 @@
+//! The randomized differential oracle (DESIGN.md §1): random schemas of
+//! related tables, random TVIEWs over them, random writes in random
+//! transactions; after every commit each TVIEW must equal its definition.
+//!
+//! Everything is derived from a seed, so a run is reproducible; a failing
+//! single-session run is shrunk to a minimal list of transactions that
+//! still fails, and printed as a psql script.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, bail};
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use tokio_postgres::Client;
+
+use crate::support::{Db, assert_exact};
+
+/// A generated table: `tb_<name> (id int PRIMARY KEY, v int, s text, fk_* int ...)`.
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub name: String,
+    /// (column, parent table index); a parent may be the table itself.
+    pub fks: Vec<(String, usize)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schema {
+    pub tables: Vec<Table>,
+    /// `CREATE TABLE tv_... AS ...` statements, in creation order.
+    pub tviews: Vec<String>,
+}
+
+/// One statement of a transaction.
+#[derive(Debug, Clone)]
+pub enum Stmt {
+    Sql(String),
+    /// `COPY table (cols) FROM STDIN` with tab-separated rows.
+    Copy {
+        table: String,
+        columns: Vec<String>,
+        rows: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Txn {
+    pub stmts: Vec<Stmt>,
+    pub commit: bool,
+}
+
+impl Schema {
+    pub fn ddl(&self) -> String {
+        let mut out = String::new();
+        for t in &self.tables {
+            let mut cols = vec![
+                "id int PRIMARY KEY".to_string(),
+                "v int".into(),
+                "s text".into(),
+            ];
+            for (fk, parent) in &self.fks_of(t) {
+                cols.push(format!(
+                    "{fk} int REFERENCES tb_{parent} ON DELETE {} ON UPDATE CASCADE",
+                    if fk.ends_with('n') {
+                        "SET NULL"
+                    } else {
+                        "CASCADE"
+                    }
+                ));
+            }
+            let _ = writeln!(out, "CREATE TABLE tb_{} ({});", t.name, cols.join(", "));
+        }
+        out
+    }
+
+    fn fks_of(&self, t: &Table) -> Vec<(String, String)> {
+        t.fks
+            .iter()
+            .map(|(c, p)| (c.clone(), self.tables[*p].name.clone()))
+            .collect()
+    }
+}
+
+/// Generates a schema of 2–5 tables and 2–5 TVIEWs.
+pub fn gen_schema(rng: &mut StdRng) -> Schema {
+    let n = rng.random_range(2..=5);
+    let mut tables: Vec<Table> = Vec::new();
+    for i in 0..n {
+        let name = format!("t{i}");
+        let mut fks = Vec::new();
+        if i > 0 {
+            let nfk = rng.random_range(1..=2.min(i));
+            let mut parents: Vec<usize> = (0..i).collect();
+            for k in 0..nfk {
+                let idx = rng.random_range(0..parents.len());
+                let p = parents.remove(idx);
+                // Columns ending in 'n' are ON DELETE SET NULL, 'c' cascade.
+                let suffix = if rng.random_bool(0.5) { "n" } else { "c" };
+                fks.push((format!("fk{k}_{suffix}"), p));
+            }
+        }
+        if rng.random_bool(0.25) {
+            fks.push(("fkself_n".into(), i));
+        }
+        tables.push(Table { name, fks });
+    }
+    let mut schema = Schema {
+        tables,
+        tviews: Vec::new(),
+    };
+    let ntv = rng.random_range(2..=5);
+    let mut created: Vec<(String, usize)> = Vec::new(); // (tview name, key table)
+    for i in 0..ntv {
+        let name = format!("tv_r{i}");
+        let def = match rng.random_range(0..10) {
+            0..=4 => gen_join_tview(rng, &schema, &name),
+            5..=7 => gen_aggregate_tview(rng, &schema, &name),
+            _ => match created.choose(rng) {
+                Some((prev, key_table)) => gen_cascade_tview(rng, &schema, &name, prev, *key_table),
+                None => gen_join_tview(rng, &schema, &name),
+            },
+        };
+        created.push((name.clone(), def.1));
+        schema.tviews.push(def.0);
+    }
+    schema
+}
+
+/// A filter on an alias, or nothing.
+fn gen_filter(rng: &mut StdRng, alias: &str) -> Option<String> {
+    match rng.random_range(0..6) {
+        0 => Some(format!("{alias}.v % 3 <> 1")),
+        1 => Some(format!("{alias}.s IS NOT NULL")),
+        2 => Some(format!("coalesce({alias}.v, 0) < 7")),
+        _ => None,
+    }
+}
+
+/// Key table joined "up" to parents (N:1, so keys stay unique), inner or
+/// left joins, a filter, plain and JSONB columns. Returns (DDL, key table).
+fn gen_join_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, usize) {
+    let k = rng.random_range(0..schema.tables.len());
+    let entity = name.trim_start_matches("tv_");
+    let mut aliases = vec![("a0".to_string(), k)];
+    let mut joins = String::new();
+    let mut filters = Vec::new();
+    for _ in 0..rng.random_range(0..=3) {
+        let (from_alias, from_table) = aliases.choose(rng).cloned().unwrap_or(("a0".into(), k));
+        let Some((fk, parent)) = schema.tables[from_table].fks.choose(rng).cloned() else {
+            continue;
+        };
+        let alias = format!("a{}", aliases.len());
+        let kind = if rng.random_bool(0.5) {
+            "JOIN"
+        } else {
+            "LEFT JOIN"
+        };
+        let _ = write!(
+            joins,
+            " {kind} tb_{} {alias} ON {alias}.id = {from_alias}.{fk}",
+            schema.tables[parent].name
+        );
+        if kind == "JOIN"
+            && let Some(f) = gen_filter(rng, &alias)
+        {
+            filters.push(f);
+        }
+        aliases.push((alias, parent));
+    }
+    if let Some(f) = gen_filter(rng, "a0") {
+        filters.push(f);
+    }
+    let mut cols = vec![format!("a0.id AS pk_{entity}"), "a0.v".into()];
+    for (alias, _) in aliases.iter().skip(1) {
+        match rng.random_range(0..3) {
+            0 => cols.push(format!("{alias}.v AS {alias}_v")),
+            1 => cols.push(format!("{alias}.s AS {alias}_s")),
+            _ => cols.push(format!(
+                "jsonb_build_object('id', {alias}.id, 's', {alias}.s) AS {alias}_obj"
+            )),
+        }
+    }
+    cols.push(format!(
+        "jsonb_build_object('id', a0.id, 's', a0.s, 'n', {}) AS data",
+        aliases.len()
+    ));
+    let wh = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    };
+    (
+        format!(
+            "CREATE TABLE {name} AS SELECT {} FROM tb_{} a0{joins}{wh}",
+            cols.join(", "),
+            schema.tables[k].name
+        ),
+        k,
+    )
+}
+
+/// A parent keyed by its id with aggregates over a child table (GROUP BY
+/// with a LEFT JOIN, or correlated subqueries), or the plain join shape
+/// when no table has a child.
+fn gen_aggregate_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, usize) {
+    let entity = name.trim_start_matches("tv_");
+    let mut pairs = Vec::new();
+    for (ci, c) in schema.tables.iter().enumerate() {
+        for (fk, p) in &c.fks {
+            pairs.push((ci, fk.clone(), *p));
+        }
+    }
+    let Some((child, fk, parent)) = pairs.choose(rng).cloned() else {
+        return gen_join_tview(rng, schema, name);
+    };
+    let (c, p) = (&schema.tables[child].name, &schema.tables[parent].name);
+    let def = if rng.random_bool(0.5) {
+        let filter = gen_filter(rng, "c")
+            .map(|f| format!(" FILTER (WHERE {f})"))
+            .unwrap_or_default();
+        let having = if rng.random_bool(0.2) {
+            " HAVING count(c.id) <> 1"
+        } else {
+            ""
+        };
+        format!(
+            "CREATE TABLE {name} AS SELECT p.id AS pk_{entity}, p.s, count(c.id) AS n, sum(c.v){filter} AS total, \
+             max(c.s) AS top, string_agg(c.s, ',' ORDER BY c.id) AS list, \
+             coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'v', c.v) ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '[]') AS items \
+             FROM tb_{p} p LEFT JOIN tb_{c} c ON c.{fk} = p.id GROUP BY p.id, p.s{having}"
+        )
+    } else {
+        let exists = if rng.random_bool(0.4) {
+            format!(
+                " WHERE {}EXISTS (SELECT 1 FROM tb_{c} e WHERE e.{fk} = p.id AND e.v > 2)",
+                if rng.random_bool(0.5) { "NOT " } else { "" }
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "CREATE TABLE {name} AS SELECT p.id AS pk_{entity}, p.v, \
+             (SELECT count(*) FROM tb_{c} c WHERE c.{fk} = p.id) AS n, \
+             (SELECT coalesce(jsonb_agg(jsonb_build_object('id', c.id, 's', c.s) ORDER BY c.id), '[]') FROM tb_{c} c WHERE c.{fk} = p.id) AS items \
+             FROM tb_{p} p{exists}"
+        )
+    };
+    (def, parent)
+}
+
+/// A TVIEW reading another TVIEW (a cascade), joined back to its key table.
+fn gen_cascade_tview(
+    rng: &mut StdRng,
+    schema: &Schema,
+    name: &str,
+    prev: &str,
+    key_table: usize,
+) -> (String, usize) {
+    let entity = name.trim_start_matches("tv_");
+    let prev_key = format!("pk_{}", prev.trim_start_matches("tv_"));
+    let kind = if rng.random_bool(0.5) {
+        "JOIN"
+    } else {
+        "LEFT JOIN"
+    };
+    (
+        format!(
+            "CREATE TABLE {name} AS SELECT k.id AS pk_{entity}, k.s, to_jsonb(x) - '{prev_key}' AS upstream \
+             FROM tb_{} k {kind} {prev} x ON x.{prev_key} = k.id",
+            schema.tables[key_table].name
+        ),
+        key_table,
+    )
+}
+
+/// Generates one transaction of 1–5 statements.
+pub fn gen_txn(rng: &mut StdRng, schema: &Schema, next_id: &mut i64) -> Txn {
+    let mut stmts = Vec::new();
+    let n = rng.random_range(1..=5);
+    let mut savepoint = false;
+    for i in 0..n {
+        if i > 0 && !savepoint && rng.random_bool(0.15) {
+            stmts.push(Stmt::Sql("SAVEPOINT sp".into()));
+            savepoint = true;
+        }
+        stmts.push(gen_stmt(rng, schema, next_id));
+        if savepoint && rng.random_bool(0.2) {
+            stmts.push(Stmt::Sql("ROLLBACK TO SAVEPOINT sp".into()));
+            savepoint = false;
+        }
+    }
+    Txn {
+        stmts,
+        commit: !rng.random_bool(0.1),
+    }
+}
+
+fn parent_ref(rng: &mut StdRng, schema: &Schema, parent: usize) -> String {
+    if rng.random_bool(0.15) {
+        "NULL".into()
+    } else {
+        format!(
+            "(SELECT id FROM tb_{} WHERE id >= {} ORDER BY id LIMIT 1)",
+            schema.tables[parent].name,
+            rng.random_range(0..40)
+        )
+    }
+}
+
+fn gen_stmt(rng: &mut StdRng, schema: &Schema, next_id: &mut i64) -> Stmt {
+    let ti = rng.random_range(0..schema.tables.len());
+    let t = &schema.tables[ti];
+    let tb = format!("tb_{}", t.name);
+    let s_val = |rng: &mut StdRng| -> String {
+        if rng.random_bool(0.1) {
+            "NULL".into()
+        } else {
+            format!("'s{}'", rng.random_range(0..6))
+        }
+    };
+    match rng.random_range(0..100) {
+        0..=29 => {
+            let rows = rng.random_range(1..=4);
+            let mut values = Vec::new();
+            for _ in 0..rows {
+                *next_id += 1;
+                let mut vals = vec![
+                    next_id.to_string(),
+                    rng.random_range(0..10).to_string(),
+                    s_val(rng),
+                ];
+                for (_, p) in &t.fks {
+                    vals.push(parent_ref(rng, schema, *p));
+                }
+                values.push(format!("({})", vals.join(", ")));
+            }
+            let cols: Vec<String> = ["id", "v", "s"]
+                .iter()
+                .map(|c| c.to_string())
+                .chain(t.fks.iter().map(|(c, _)| c.clone()))
+                .collect();
+            Stmt::Sql(format!(
+                "INSERT INTO {tb} ({}) VALUES {}",
+                cols.join(", "),
+                values.join(", ")
+            ))
+        }
+        30..=49 => {
+            let set = match rng.random_range(0..3) {
+                0 => format!("v = coalesce(v, 0) + {}", rng.random_range(1..4)),
+                1 => format!("s = {}", s_val(rng)),
+                _ => format!("v = {}, s = {}", rng.random_range(0..10), s_val(rng)),
+            };
+            let wh = if rng.random_bool(0.7) {
+                format!(
+                    "id = (SELECT id FROM {tb} WHERE id >= {} ORDER BY id LIMIT 1)",
+                    rng.random_range(0..40)
+                )
+            } else {
+                format!(
+                    "id % {} = {}",
+                    rng.random_range(2..5),
+                    rng.random_range(0..2)
+                )
+            };
+            Stmt::Sql(format!("UPDATE {tb} SET {set} WHERE {wh}"))
+        }
+        50..=64 => match t.fks.choose(rng) {
+            Some((fk, p)) => Stmt::Sql(format!(
+                "UPDATE {tb} SET {fk} = {} WHERE id = (SELECT id FROM {tb} WHERE id >= {} ORDER BY id LIMIT 1)",
+                parent_ref(rng, schema, *p),
+                rng.random_range(0..40)
+            )),
+            None => Stmt::Sql(format!("UPDATE {tb} SET v = v WHERE id % 2 = 0")),
+        },
+        65..=77 => Stmt::Sql(format!(
+            "DELETE FROM {tb} WHERE id = (SELECT id FROM {tb} WHERE id >= {} ORDER BY id LIMIT 1)",
+            rng.random_range(0..40)
+        )),
+        78..=82 => {
+            *next_id += 1;
+            Stmt::Sql(format!(
+                "UPDATE {tb} SET id = {} WHERE id = (SELECT id FROM {tb} WHERE id >= {} ORDER BY id LIMIT 1)",
+                *next_id,
+                rng.random_range(0..40)
+            ))
+        }
+        83..=89 => Stmt::Sql(format!(
+            "INSERT INTO {tb} (id, v, s) SELECT id, coalesce(v, 0) + 1, {} FROM {tb} WHERE id % 3 = {} \
+             ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v, s = EXCLUDED.s",
+            s_val(rng),
+            rng.random_range(0..3)
+        )),
+        90..=96 => {
+            let mut rows = Vec::new();
+            for _ in 0..rng.random_range(1..=3) {
+                *next_id += 1;
+                let s = if rng.random_bool(0.1) {
+                    "\\N".to_string()
+                } else {
+                    format!("c{}", rng.random_range(0..4))
+                };
+                rows.push(format!("{}\t{}\t{s}", next_id, rng.random_range(0..10)));
+            }
+            Stmt::Copy {
+                table: tb,
+                columns: vec!["id".into(), "v".into(), "s".into()],
+                rows,
+            }
+        }
+        97 => Stmt::Sql(format!("TRUNCATE {tb} CASCADE")),
+        _ => Stmt::Sql(format!(
+            "DELETE FROM {tb} WHERE v = {}",
+            rng.random_range(0..10)
+        )),
+    }
+}
+
+impl Stmt {
+    pub fn to_sql(&self) -> String {
+        match self {
+            Stmt::Sql(s) => format!("{s};"),
+            Stmt::Copy {
+                table,
+                columns,
+                rows,
+            } => {
+                format!(
+                    "COPY {table} ({}) FROM STDIN;\n{}\n\\.",
+                    columns.join(", "),
+                    rows.join("\n")
+                )
+            }
+        }
+    }
+
+    pub async fn execute(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        match self {
+            Stmt::Sql(s) => client.batch_execute(s).await,
+            Stmt::Copy {
+                table,
+                columns,
+                rows,
+            } => {
+                use futures_util::SinkExt;
+                let sink = client
+                    .copy_in(&format!("COPY {table} ({}) FROM STDIN", columns.join(", ")))
+                    .await?;
+                let mut sink = Box::pin(sink);
+                let mut data = rows.join("\n");
+                data.push('\n');
+                sink.send(bytes::Bytes::from(data)).await?;
+                sink.as_mut().finish().await.map(|_| ())
+            }
+        }
+    }
+}
+
+impl Txn {
+    pub fn to_sql(&self) -> String {
+        let mut out = String::from("BEGIN;\n");
+        for s in &self.stmts {
+            out.push_str(&s.to_sql());
+            out.push('\n');
+        }
+        out.push_str(if self.commit {
+            "COMMIT;\n"
+        } else {
+            "ROLLBACK;\n"
+        });
+        out
+    }
+}
+
+/// Outcome of running one transaction.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    RolledBack,
+    /// The transaction failed (a constraint, a serialization failure...)
+    /// and was rolled back; the SQLSTATE.
+    Failed(String),
+}
+
+pub async fn run_txn(client: &Client, txn: &Txn) -> Result<Outcome> {
+    client.batch_execute("BEGIN").await?;
+    for s in &txn.stmts {
+        if let Err(e) = s.execute(client).await {
+            let code = e.as_db_error().map(|d| d.code().code().to_string());
+            client.batch_execute("ROLLBACK").await?;
+            return match code {
+                Some(c) => Ok(Outcome::Failed(c)),
+                None => Err(e).context("statement failed without a SQLSTATE"),
+            };
+        }
+    }
+    if !txn.commit {
+        client.batch_execute("ROLLBACK").await?;
+        return Ok(Outcome::RolledBack);
+    }
+    match client.batch_execute("COMMIT").await {
+        Ok(()) => Ok(Outcome::Committed),
+        Err(e) => match e.as_db_error() {
+            Some(d) => Ok(Outcome::Failed(d.code().code().to_string())),
+            None => Err(e).context("COMMIT failed without a SQLSTATE"),
+        },
+    }
+}
+
+/// Settings of one oracle run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub txns: usize,
+    pub sessions: usize,
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub committed: usize,
+    pub rolled_back: usize,
+    pub failed: std::collections::BTreeMap<String, usize>,
+    pub checks: usize,
+    /// TVIEWs created, and definitions the engine refused (by SQLSTATE).
+    pub tviews: usize,
+    pub refused: std::collections::BTreeMap<String, usize>,
+}
+
+/// Sets up a database with the schema and its TVIEWs. TVIEWs that the
+/// engine refuses are skipped (they are counted, not failures): the
+/// oracle judges what is accepted.
+pub async fn setup(
+    db: &Db,
+    schema: &Schema,
+    rng: &mut StdRng,
+    report: &mut Report,
+) -> Result<Vec<String>> {
+    db.client
+        .batch_execute(&schema.ddl())
+        .await
+        .context("schema")?;
+    // Some initial rows.
+    let mut next_id = 0;
+    for _ in 0..rng.random_range(5..15) {
+        let t = Txn {
+            stmts: (0..4)
+                .map(|_| gen_stmt(rng, schema, &mut next_id))
+                .collect(),
+            commit: true,
+        };
+        for s in &t.stmts {
+            let _ = s.execute(&db.client).await;
+        }
+    }
+    let mut accepted = Vec::new();
+    for tv in &schema.tviews {
+        match db.client.batch_execute(tv).await {
+            Ok(()) => {
+                report.tviews += 1;
+                accepted.push(tv.clone())
+            }
+            Err(e) => {
+                let code = e
+                    .as_db_error()
+                    .map(|d| d.code().code().to_string())
+                    .unwrap_or_default();
+                *report.refused.entry(code.clone()).or_default() += 1;
+                // Refused definitions are fine; anything else is a bug.
+                if !matches!(
+                    code.as_str(),
+                    "0A000" | "23505" | "23502" | "42P16" | "42703" | "42P01"
+                ) {
+                    bail!("creating a TVIEW failed unexpectedly ({code}): {e:?}\n{tv}");
+                }
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// One single-session run: every transaction in order, exactness checked
+/// after each commit. On a mismatch, the failure is shrunk and reported.
+pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let schema = gen_schema(&mut rng);
+    let db = Db::fresh(prefix).await?;
+    let mut report = Report::default();
+    let accepted = setup(&db, &schema, &mut rng, &mut report).await?;
+    let mut next_id = 10_000;
+    let mut log: Vec<Txn> = Vec::new();
+    for _ in 0..txns {
+        let txn = gen_txn(&mut rng, &schema, &mut next_id);
+        let outcome = run_txn(&db.client, &txn).await?;
+        log.push(txn);
+        match outcome {
+            Outcome::Committed => report.committed += 1,
+            Outcome::RolledBack => report.rolled_back += 1,
+            Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
+        }
+        if let Err(e) = assert_exact(&db.client).await {
+            let repro = shrink(prefix, seed, &schema, &accepted, &log).await;
+            bail!(
+                "seed {seed}: TVIEW mismatch after transaction {}: {e:#}\n\n-- minimal reproduction ({}):\n{}",
+                log.len(),
+                repro
+                    .as_ref()
+                    .map(|(n, _)| format!("{n} transactions"))
+                    .unwrap_or_else(|e| format!("shrinking failed: {e:#}")),
+                repro.map(|(_, s)| s).unwrap_or_default()
+            );
+        }
+        report.checks += 1;
+    }
+    Ok(report)
+}
+
+/// Replays subsets of the log on fresh databases, dropping transactions
+/// while the mismatch persists; returns the count and a psql script.
+async fn shrink(
+    prefix: &str,
+    seed: u64,
+    schema: &Schema,
+    tviews: &[String],
+    log: &[Txn],
+) -> Result<(usize, String)> {
+    let fails = |txns: Vec<Txn>| async move {
+        let db = Db::fresh(&format!("{prefix}_shrink")).await?;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let _ = gen_schema(&mut rng); // same RNG position as the run
+        db.client.batch_execute(&schema.ddl()).await?;
+        let init = initial_rows(&mut rng, schema);
+        for s in &init {
+            let _ = s.execute(&db.client).await;
+        }
+        for tv in tviews {
+            db.client.batch_execute(tv).await?;
+        }
+        for t in &txns {
+            run_txn(&db.client, t).await?;
+            if assert_exact(&db.client).await.is_err() {
+                return Ok::<bool, anyhow::Error>(true);
+            }
+        }
+        Ok(false)
+    };
+    let mut current: Vec<Txn> = log.to_vec();
+    // Drop chunks, then single transactions, as long as it still fails.
+    let mut chunk = current.len() / 2;
+    while chunk >= 1 {
+        let mut i = 0;
+        while i < current.len() {
+            let mut candidate = current.clone();
+            let end = (i + chunk).min(candidate.len());
+            candidate.drain(i..end);
+            if fails(candidate.clone()).await? {
+                current = candidate;
+            } else {
+                i += chunk;
+            }
+        }
+        chunk /= 2;
+    }
+    let mut script = String::new();
+    script.push_str("CREATE EXTENSION pg_tviews;\n");
+    script.push_str(&schema.ddl());
+    let mut rng = StdRng::seed_from_u64(seed);
+    let _ = gen_schema(&mut rng);
+    for s in initial_rows(&mut rng, schema) {
+        script.push_str(&s.to_sql());
+        script.push('\n');
+    }
+    for tv in tviews {
+        let _ = writeln!(script, "{tv};");
+    }
+    for t in &current {
+        script.push_str(&t.to_sql());
+    }
+    script.push_str("SELECT relid, pg_tviews_diff(relid::text) FROM tviews.tview;\n");
+    Ok((current.len(), script))
+}
+
+/// The initial rows `setup` inserts, regenerated from the same RNG state.
+fn initial_rows(rng: &mut StdRng, schema: &Schema) -> Vec<Stmt> {
+    let mut next_id = 0;
+    let mut out = Vec::new();
+    for _ in 0..rng.random_range(5..15) {
+        for _ in 0..4 {
+            out.push(gen_stmt(rng, schema, &mut next_id));
+        }
+    }
+    out
+}
+
+/// A concurrent run: `sessions` clients each running their share of the
+/// transactions at the same time; a separate session checks exactness
+/// after every commit (it sees committed data only).
+pub async fn run_concurrent(
+    prefix: &str,
+    seed: u64,
+    txns: usize,
+    sessions: usize,
+) -> Result<Report> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let schema = gen_schema(&mut rng);
+    let db = Db::fresh(prefix).await?;
+    let mut total = Report::default();
+    setup(&db, &schema, &mut rng, &mut total).await?;
+    let mut handles = Vec::new();
+    for s in 0..sessions {
+        let client = db.session().await?;
+        let checker = db.session().await?;
+        let schema = schema.clone();
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(s as u64 + 1));
+        let per = txns / sessions;
+        handles.push(tokio::spawn(async move {
+            let mut report = Report::default();
+            let mut next_id = 100_000 * (s as i64 + 1);
+            for i in 0..per {
+                let txn = gen_txn(&mut rng, &schema, &mut next_id);
+                match run_txn(&client, &txn).await? {
+                    Outcome::Committed => report.committed += 1,
+                    Outcome::RolledBack => report.rolled_back += 1,
+                    Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
+                }
+                assert_exact(&checker).await.with_context(|| {
+                    format!(
+                        "seed {seed}, session {s}, after transaction {i}:\n{}",
+                        txn.to_sql()
+                    )
+                })?;
+                report.checks += 1;
+            }
+            Ok::<Report, anyhow::Error>(report)
+        }));
+    }
+    for h in handles {
+        let r = h.await.context("session task")??;
+        total.committed += r.committed;
+        total.rolled_back += r.rolled_back;
+        total.checks += r.checks;
+        for (k, v) in r.failed {
+            *total.failed.entry(k).or_default() += v;
+        }
+    }
+    assert_exact(&db.client)
+        .await
+        .with_context(|| format!("seed {seed}: after all sessions"))?;
+    Ok(total)
+}

@@ -1,0 +1,121 @@
+//! The randomized differential oracle (see `tviews_tests::oracle`).
+//!
+//! - `TVIEWS_ORACLE_SEED`: the first seed (default: fixed, so CI is
+//!   reproducible; `random` picks one and prints it);
+//! - `TVIEWS_ORACLE_TXNS`: transactions per mode (default 2000 single-session,
+//!   half that concurrent);
+//! - `TVIEWS_ORACLE_SECONDS`: keep going with new seeds for this long.
+//!
+//! Each seed makes a new random schema; a failure prints the seed and, for
+//! single-session runs, a minimal psql script that reproduces it.
+
+use std::time::{Duration, Instant};
+
+use tviews_tests::oracle::{Report, run_concurrent, run_single};
+use tviews_tests::support::run;
+
+const TXNS_PER_SCHEMA: usize = 100;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn first_seed(default: u64) -> u64 {
+    match std::env::var("TVIEWS_ORACLE_SEED").as_deref() {
+        Ok("random") => {
+            let s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            eprintln!("oracle: TVIEWS_ORACLE_SEED=random chose {s}");
+            s
+        }
+        _ => env_u64("TVIEWS_ORACLE_SEED").unwrap_or(default),
+    }
+}
+
+fn summary(mode: &str, first: u64, seeds: u64, r: &Report) {
+    eprintln!(
+        "oracle {mode}: seeds {first}..{} ({seeds} schemas, {} TVIEWs, refused by SQLSTATE {:?}), {} committed, {} rolled back, failed by SQLSTATE {:?}, {} exactness checks, 0 mismatches",
+        first + seeds,
+        r.tviews,
+        r.refused,
+        r.committed,
+        r.rolled_back,
+        r.failed,
+        r.checks
+    );
+}
+
+fn add(total: &mut Report, r: Report) {
+    total.committed += r.committed;
+    total.rolled_back += r.rolled_back;
+    total.checks += r.checks;
+    total.tviews += r.tviews;
+    for (k, v) in r.refused {
+        *total.refused.entry(k).or_default() += v;
+    }
+    for (k, v) in r.failed {
+        *total.failed.entry(k).or_default() += v;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oracle_single_session() {
+    run(|| async {
+        let first = first_seed(1000);
+        let txns = env_u64("TVIEWS_ORACLE_TXNS").unwrap_or(2000) as usize;
+        let deadline =
+            env_u64("TVIEWS_ORACLE_SECONDS").map(|s| Instant::now() + Duration::from_secs(s));
+        let mut total = Report::default();
+        let mut seed = first;
+        loop {
+            let r = run_single("oracle", seed, TXNS_PER_SCHEMA).await?;
+            add(&mut total, r);
+            seed += 1;
+            let done_txns = (seed - first) as usize * TXNS_PER_SCHEMA >= txns;
+            match deadline {
+                Some(d) if Instant::now() < d => continue,
+                Some(_) => break,
+                None if done_txns => break,
+                None => continue,
+            }
+        }
+        summary("single-session", first, seed - first, &total);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oracle_concurrent() {
+    run(|| async {
+        let first = first_seed(5000);
+        let txns = env_u64("TVIEWS_ORACLE_TXNS").unwrap_or(2000) as usize / 2;
+        let sessions = env_u64("TVIEWS_ORACLE_SESSIONS").unwrap_or(3) as usize;
+        let deadline =
+            env_u64("TVIEWS_ORACLE_SECONDS").map(|s| Instant::now() + Duration::from_secs(s));
+        let mut total = Report::default();
+        let mut seed = first;
+        loop {
+            let r = run_concurrent("oracle_conc", seed, TXNS_PER_SCHEMA * 2, sessions).await?;
+            add(&mut total, r);
+            seed += 1;
+            let done_txns = (seed - first) as usize * TXNS_PER_SCHEMA * 2 >= txns;
+            match deadline {
+                Some(d) if Instant::now() < d => continue,
+                Some(_) => break,
+                None if done_txns => break,
+                None => continue,
+            }
+        }
+        summary(
+            &format!("concurrent ({sessions} sessions)"),
+            first,
+            seed - first,
+            &total,
+        );
+        Ok(())
+    })
+    .await
+}
