@@ -24,6 +24,12 @@ use crate::catalog::{Catalog, Oid, Relation};
 use crate::error::{Result, TviewError};
 use crate::node::{self, Node, Value};
 
+// PostgreSQL 15's RTEKind values.
+const RTE_RELATION: i64 = 0;
+const RTE_SUBQUERY: i64 = 1;
+const RTE_JOIN: i64 = 2;
+const RTE_CTE: i64 = 6;
+
 /// PostgreSQL 15's `FirstLowInvalidHeapAttributeNumber`: bitmapsets of
 /// columns (`selectedCols`) are offset by it.
 const ATTR_BITMAP_OFFSET: i64 = -7;
@@ -195,7 +201,36 @@ pub fn analyze(target: &Target<'_>, tree: &Value, catalog: &Catalog) -> Result<A
     }
     a.add_scope(query, None, 0)?;
     a.collect_edges()?;
-    a.finish()
+    let analysis = a.finish()?;
+    // Safety net: every table the definition reads anywhere must have been
+    // traced to the key (or to a full rebuild). A table the scope walk
+    // missed would get no capture trigger and go stale silently.
+    let mut read = BTreeSet::new();
+    for t in std::iter::once(tree).chain(parsed_views.iter().map(|(_, v)| v)) {
+        t.walk(&mut |n| {
+            if n.is("RANGETBLENTRY")
+                && n.int("rtekind") == Some(RTE_RELATION)
+                && matches!(n.str("relkind"), Some("r") | Some("p"))
+                && let Some(oid) = n.uint("relid")
+            {
+                read.insert(oid);
+            }
+        });
+    }
+    for oid in read {
+        if !analysis.sources.iter().any(|s| s.relation == oid) {
+            let name = catalog
+                .relations
+                .get(&oid)
+                .map(Relation::display_name)
+                .unwrap_or_else(|| oid.to_string());
+            return Err(unsupported(
+                &format!("reading {name} where this definition does"),
+                "pg_tviews could not trace how rows of this table reach the TVIEW's key. Please report the definition; meanwhile rewrite that part as a join or a correlated subquery.",
+            ));
+        }
+    }
+    Ok(analysis)
 }
 
 fn first_query(tree: &Value) -> Result<&Node> {
@@ -343,6 +378,11 @@ fn check_functions(tree: &Value, catalog: &Catalog) -> Result<()> {
             err = Some(TviewError::VolatileFunction {
                 function: format!("{}()", f.name),
             });
+        } else if f.volatility == 's' && f.schema != "pg_catalog" {
+            err = Some(unsupported(
+                &format!("the stable function {}.{}(), which may read tables pg_tviews cannot see,", f.schema, f.name),
+                "Changes to tables a function reads are not captured. If the function reads no table, declare it IMMUTABLE (or inline its body in the definition); otherwise join its tables in the definition itself.",
+            ));
         } else if f.schema == "pg_catalog"
             && (SESSION_FUNCTIONS.contains(&f.name.as_str()) || (f.name == "age" && f.nargs == 1))
         {
@@ -450,7 +490,7 @@ impl<'a> Analyzer<'a> {
         for (i, rte) in rtable.iter().enumerate() {
             let rt = i + 1;
             match rte.int("rtekind") {
-                Some(0) => {
+                Some(RTE_RELATION) => {
                     // Relations: OLD/NEW placeholders of a stored view have
                     // inFromCl = false and are never referenced; skip them.
                     let Some(oid) = rte.uint("relid") else {
@@ -494,13 +534,13 @@ impl<'a> Analyzer<'a> {
                         }
                     }
                 }
-                Some(1) => {
+                Some(RTE_SUBQUERY) => {
                     if let Some(sub) = rte.node("subquery") {
                         let child = self.add_scope(sub, Some(id), depth + 1)?;
                         self.scopes[id].rte_scopes.insert(rt, child);
                     }
                 }
-                Some(4) => {
+                Some(RTE_CTE) => {
                     // A CTE reference: find the CTE's query `ctelevelsup` levels up.
                     let name = rte.str("ctename").unwrap_or_default();
                     let up = rte.int("ctelevelsup").unwrap_or(0);
@@ -576,13 +616,13 @@ impl<'a> Analyzer<'a> {
             return Some(Col { scope: s, rt, att });
         }
         match rte.int("rtekind")? {
-            2 => {
+            RTE_JOIN => {
                 // A join's output column: look through its alias variable.
                 let idx = usize::try_from(att.checked_sub(1)?).ok()?;
                 let inner = rte.list("joinaliasvars").get(idx)?.as_node()?;
                 self.resolve(s, inner, depth + 1)
             }
-            0 | 1 | 4 => {
+            RTE_RELATION | RTE_SUBQUERY | RTE_CTE => {
                 let child = *self.scopes[s].rte_scopes.get(&rt)?;
                 self.resolve_output(child, att, depth + 1)
             }

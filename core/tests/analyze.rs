@@ -189,3 +189,13 @@ fn conventional_key_from_name() {
     let err = run("post", "tv_article", None).unwrap_err();
     assert!(matches!(err, TviewError::NoKeyColumn { ref wanted, .. } if wanted == "pk_article"));
 }
+
+#[test]
+fn cte_sources_are_traced() {
+    let a = run("cte", "tv_post_stats", Some("pk_post")).unwrap();
+    // tb_comment is read only inside the CTE: it maps to posts by fk_post.
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_comment") else {
+        panic!("tb_comment not keyed")
+    };
+    assert!(paths[0].is_direct() && paths[0].column == "fk_post");
+}

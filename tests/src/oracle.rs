@@ -14,7 +14,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use tokio_postgres::Client;
 
-use crate::support::{Db, assert_exact};
+use crate::support::{Db, assert_exact, assert_exact_retrying};
 
 /// A generated table: `tb_<name> (id int PRIMARY KEY, v int, s text, fk_* int ...)`.
 #[derive(Debug, Clone)]
@@ -723,7 +723,7 @@ pub async fn run_concurrent(
                     Outcome::RolledBack => report.rolled_back += 1,
                     Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
                 }
-                assert_exact(&checker).await.with_context(|| {
+                assert_exact_retrying(&checker).await.with_context(|| {
                     format!(
                         "seed {seed}, session {s}, after transaction {i}:\n{}",
                         txn.to_sql()
@@ -743,7 +743,7 @@ pub async fn run_concurrent(
             *total.failed.entry(k).or_default() += v;
         }
     }
-    assert_exact(&db.client)
+    assert_exact_retrying(&db.client)
         .await
         .with_context(|| format!("seed {seed}: after all sessions"))?;
     Ok(total)

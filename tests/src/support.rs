@@ -105,6 +105,28 @@ pub async fn assert_exact(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// [`assert_exact`] for a checker running beside concurrent writers: its
+/// reads can be chosen as a deadlock victim (say, against a TRUNCATE that
+/// takes its locks in another order), which says nothing about the
+/// TVIEWs; it then tries again.
+pub async fn assert_exact_retrying(client: &Client) -> Result<()> {
+    for _ in 0..20 {
+        match assert_exact(client).await {
+            Err(e)
+                if e.chain().any(|c| {
+                    c.downcast_ref::<tokio_postgres::Error>()
+                        .and_then(sqlstate)
+                        .is_some_and(|s| s == "40P01" || s == "40001")
+                }) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+    assert_exact(client).await
+}
+
 /// Runs `f`; if it fails, prints the shared cluster's log tail and panics
 /// with the error chain.
 pub async fn run<F, Fut>(f: F)

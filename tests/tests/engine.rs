@@ -159,7 +159,10 @@ async fn rejections_leave_nothing_behind() {
         let c = &db.client;
         c.batch_execute(SEED_SCHEMA).await?;
         c.batch_execute("INSERT INTO tb_post (fk_user, title) VALUES (1, 'a'), (1, 'b')").await?;
+        c.batch_execute("CREATE FUNCTION f_stable(int) RETURNS int STABLE LANGUAGE sql AS 'SELECT count(*)::int FROM tb_user'")
+            .await?;
         let cases = [
+            ("CREATE TABLE tv_fn AS SELECT p.pk_post AS pk_fn, f_stable(1) AS n FROM tb_post p", "0A000"),
             ("CREATE TABLE tv_nokey AS SELECT p.title FROM tb_post p", "42703"),
             ("CREATE TABLE tv_dup AS SELECT p.fk_user AS pk_dup FROM tb_post p", "23505"),
             ("CREATE TABLE tv_null AS SELECT u.pk_user AS pk_null, p.title FROM tb_post p LEFT JOIN tb_user u ON u.pk_user = p.fk_user + 100", "23502"),
@@ -433,7 +436,14 @@ async fn join_shapes() {
              CREATE TABLE tv_user AS
                SELECT u.pk_user, u.name, (SELECT count(*) FROM tb_post p WHERE p.fk_user = u.pk_user) AS posts,
                       EXISTS (SELECT 1 FROM tb_comment c WHERE c.fk_author = u.pk_user) AS commented
-               FROM tb_user u WHERE u.pk_user IN (SELECT fk_user FROM tb_post);",
+               FROM tb_user u WHERE u.pk_user IN (SELECT fk_user FROM tb_post);
+             CREATE TABLE tv_post_stats WITH (tviews.key = 'pk_post') AS
+               WITH per_post AS (SELECT fk_post, count(*) AS n FROM tb_comment GROUP BY fk_post)
+               SELECT p.pk_post, s.author, coalesce(pp.n, 0) AS comments
+               FROM tb_post p
+               JOIN (SELECT u.pk_user, u.name || '@' || coalesce(o.name, '-') AS author
+                     FROM tb_user u LEFT JOIN tb_org o ON o.pk_org = u.fk_org) s ON s.pk_user = p.fk_user
+               LEFT JOIN per_post pp ON pp.fk_post = p.pk_post;",
         )
         .await?;
         db.assert_exact().await?;
