@@ -105,9 +105,13 @@ pub enum Mapping {
 pub struct KeyPath {
     /// The column of the changed row the path starts from.
     pub column: String,
+    /// The type of the values taken from it (the element type when `unnest`).
     pub column_type: String,
-    /// Relations to join, in order, to go from that column to the key. Empty:
-    /// the column's value is the key itself.
+    /// The column is an array whose elements are the values (`x = ANY(arr)`).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub unnest: bool,
+    /// Relations to join, in order, to go from those values to the key.
+    /// Empty: the values are the keys themselves.
     pub hops: Vec<Hop>,
 }
 
@@ -116,12 +120,20 @@ pub struct Hop {
     pub relation: Oid,
     pub schema: String,
     pub name: String,
-    /// The column of this relation equal to the previous value.
+    /// The column of this relation matched against the incoming values:
+    /// equal to one of them, or (`overlap`) an array containing one.
     pub join_column: String,
     /// The equality operator `(schema, name)` the definition uses there.
     pub operator: (String, String),
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub overlap: bool,
+    /// The type of `join_column` (an array type when `overlap`).
+    pub join_type: String,
     /// The column that leads on (to the next hop, or the key on the last).
     pub next_column: String,
+    /// `next_column` is an array whose elements lead on.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub next_unnest: bool,
 }
 
 impl KeyPath {
@@ -192,6 +204,7 @@ pub fn analyze(target: &Target<'_>, tree: &Value, catalog: &Catalog) -> Result<A
         classes: UnionFind::default(),
         edge_ops: HashMap::new(),
         base_rtes: BTreeMap::new(),
+        elem_edges: Vec::new(),
         target,
     };
     check_top_level(query)?;
@@ -306,13 +319,65 @@ fn check_top_level(q: &Node) -> Result<()> {
             "Create one TVIEW per grouping level.",
         ));
     }
-    if !matches!(q.get("setOperations"), Value::Null) {
+    if let Some(setop) = q.node("setOperations")
+        && !union_all_only(setop)
+    {
         return Err(unsupported(
-            "UNION, INTERSECT or EXCEPT",
-            "Create one TVIEW per branch, or put the set operation in a subquery in FROM.",
+            "UNION (without ALL), INTERSECT or EXCEPT",
+            "Use UNION ALL of branches whose keys never collide (for example a different key range or a type column in the key), or create one TVIEW per branch.",
         ));
     }
     Ok(())
+}
+
+/// Whether a set operation tree is made of UNION ALL only.
+fn union_all_only(n: &Node) -> bool {
+    if n.is("RANGETBLREF") {
+        return true;
+    }
+    n.is("SETOPERATIONSTMT")
+        && n.int("op") == Some(1)
+        && n.bool("all")
+        && n.node("larg").is_some_and(union_all_only)
+        && n.node("rarg").is_some_and(union_all_only)
+}
+
+/// The range table indexes of a set operation's branches, left to right.
+fn setop_leaves(n: &Node, out: &mut Vec<usize>) {
+    if n.is("RANGETBLREF") {
+        if let Some(rt) = n.int("rtindex").and_then(|r| usize::try_from(r).ok()) {
+            out.push(rt);
+        }
+        return;
+    }
+    for side in ["larg", "rarg"] {
+        if let Some(c) = n.node(side) {
+            setop_leaves(c, out);
+        }
+    }
+}
+
+/// Whether output column `resno` of `q` is one of its GROUP BY columns
+/// (trivially true when `q` does not aggregate).
+fn key_is_grouped(q: &Node, resno: i64) -> bool {
+    let aggregated = q.bool("hasAggs") || !q.list("groupClause").is_empty();
+    if !aggregated {
+        return true;
+    }
+    let Some(te) = q
+        .list("targetList")
+        .iter()
+        .filter_map(Value::as_node)
+        .find(|te| te.int("resno") == Some(resno))
+    else {
+        return false;
+    };
+    let sgr = te.int("ressortgroupref").unwrap_or(0);
+    sgr != 0
+        && q.list("groupClause")
+            .iter()
+            .filter_map(Value::as_node)
+            .any(|g| g.int("tleSortGroupRef") == Some(sgr))
 }
 
 /// Functions whose result depends on the time, the session or the
@@ -429,6 +494,8 @@ struct Analyzer<'a> {
     edge_ops: HashMap<(Col, Col), (String, String)>,
     /// Base relation occurrences and their relation OIDs.
     base_rtes: BTreeMap<RteRef, Oid>,
+    /// `scalar = ANY(array)` conditions: (scalar column, array column, operator).
+    elem_edges: Vec<(Col, Col, (String, String))>,
     target: &'a Target<'a>,
 }
 
@@ -684,6 +751,32 @@ impl<'a> Analyzer<'a> {
                     self.classes.union(a, b);
                 }
             }
+            // `x = ANY(arr)`: x equals one element of arr.
+            "SCALARARRAYOPEXPR" if expr.bool("useOr") => {
+                let Some(op) = expr
+                    .uint("opno")
+                    .and_then(|o| self.catalog.operators.get(&o))
+                else {
+                    return;
+                };
+                let args: Vec<&Node> = expr
+                    .list("args")
+                    .iter()
+                    .filter_map(Value::as_node)
+                    .collect();
+                let [l, r] = args[..] else { return };
+                if !op.equality {
+                    return;
+                }
+                if let (Some(scalar), Some(array)) =
+                    (self.resolve(scope, l, 0), self.resolve(scope, r, 0))
+                {
+                    // Register both so they have classes (possibly alone).
+                    self.classes.find(scalar);
+                    self.elem_edges
+                        .push((scalar, array, (op.schema.clone(), op.name.clone())));
+                }
+            }
             // `x IN (SELECT y ...)` as a WHERE conjunct: the outer x equals
             // the inner y for every inner row that matters.
             "SUBLINK" if expr.int("subLinkType") == Some(2) => {
@@ -789,30 +882,46 @@ impl<'a> Analyzer<'a> {
             });
         };
         let aggregated = top.bool("hasAggs") || !top.list("groupClause").is_empty();
-        if aggregated {
-            let sgr = key_te.int("ressortgroupref").unwrap_or(0);
-            let grouped = top
-                .list("groupClause")
-                .iter()
-                .filter_map(Value::as_node)
-                .any(|g| g.int("tleSortGroupRef") == Some(sgr));
-            if sgr == 0 || !grouped {
-                return Err(TviewError::KeyNotGrouped {
-                    tview: self.target.display(),
-                    column: wanted,
-                });
-            }
+        let key_resno = key_te.int("resno").unwrap_or(0);
+        let not_grouped = || TviewError::KeyNotGrouped {
+            tview: self.target.display(),
+            column: wanted.clone(),
+        };
+        let not_a_column = || TviewError::KeyNotAColumn {
+            tview: self.target.display(),
+            column: wanted.clone(),
+        };
+        if !key_is_grouped(top, key_resno) {
+            return Err(not_grouped());
         }
         let key_expr = key_te.node("expr");
-        let Some(anchor) = key_expr
-            .and_then(|e| self.resolve(0, e, 0))
-            .filter(|c| c.att > 0)
-        else {
-            return Err(TviewError::KeyNotAColumn {
-                tview: self.target.display(),
-                column: wanted,
-            });
-        };
+        // The key's column: one per branch of a UNION ALL.
+        let mut anchors = Vec::new();
+        if let Some(setop) = top.node("setOperations") {
+            let mut leaves = Vec::new();
+            setop_leaves(setop, &mut leaves);
+            for rt in leaves {
+                let child = *self.scopes[0]
+                    .rte_scopes
+                    .get(&rt)
+                    .ok_or_else(not_a_column)?;
+                if !key_is_grouped(self.scopes[child].query, key_resno) {
+                    return Err(not_grouped());
+                }
+                let anchor = self
+                    .resolve_output(child, key_resno, 0)
+                    .filter(|c| c.att > 0)
+                    .ok_or_else(not_a_column)?;
+                anchors.push(anchor);
+            }
+        } else {
+            let anchor = key_expr
+                .and_then(|e| self.resolve(0, e, 0))
+                .filter(|c| c.att > 0)
+                .ok_or_else(not_a_column)?;
+            anchors.push(anchor);
+        }
+        let anchor = anchors[0];
         let key_type_oid = key_expr
             .map(strip)
             .and_then(|e| e.uint("vartype"))
@@ -821,7 +930,7 @@ impl<'a> Analyzer<'a> {
             Some(t) => t.name.clone(),
             None => self.col_type(anchor)?,
         };
-        let key_class = self.classes.find(anchor);
+        let key_classes: BTreeSet<Col> = anchors.iter().map(|a| self.classes.find(*a)).collect();
 
         // Columns of each occurrence that belong to a class with more than one member.
         let mut members: BTreeMap<Col, Vec<Col>> = BTreeMap::new();
@@ -869,7 +978,7 @@ impl<'a> Analyzer<'a> {
                     }
                 }
             }
-            match self.path_from(rte, key_class, &class_of, &rte_cols)? {
+            match self.path_from(rte, &key_classes, &class_of, &rte_cols)? {
                 Some(p) => {
                     if !entry.0.contains(&p) {
                         entry.0.push(p);
@@ -922,74 +1031,122 @@ impl<'a> Analyzer<'a> {
         })
     }
 
-    /// Breadth-first search from one occurrence to the key's class.
-    fn path_from(
+    /// The ways rows of occurrence `rte` lead to rows of other occurrences.
+    fn links_from(
         &self,
-        start: RteRef,
-        key_class: Col,
+        rte: RteRef,
         class_of: &HashMap<Col, Col>,
         rte_cols: &BTreeMap<RteRef, Vec<Col>>,
-    ) -> Result<Option<KeyPath>> {
-        let in_key_class = |c: &Col| class_of.get(c).copied().unwrap_or(*c) == key_class;
+    ) -> Vec<Link> {
         let empty = Vec::new();
-        let start_cols = rte_cols.get(&start).unwrap_or(&empty);
-        if let Some(c) = start_cols.iter().find(|c| in_key_class(c)) {
-            return Ok(Some(KeyPath {
-                column: self.col_name(*c)?,
-                column_type: self.col_type(*c)?,
-                hops: Vec::new(),
-            }));
-        }
-        // Each queue entry: an occurrence reached through `via` (the column
-        // it was entered by), with the previous entry's index.
-        struct Step {
-            rte: RteRef,
-            entered_by: Col,
-            left_from: Col,
-            prev: Option<usize>,
-        }
-        let mut steps: Vec<Step> = Vec::new();
-        let mut seen = BTreeSet::from([start]);
-        let mut queue = VecDeque::new();
-        for c in start_cols {
+        let mut out = Vec::new();
+        for c in rte_cols.get(&rte).unwrap_or(&empty) {
             for m in self.class_members(class_of, *c) {
-                if m.rte() != start && seen.insert(m.rte()) {
-                    steps.push(Step {
-                        rte: m.rte(),
-                        entered_by: m,
-                        left_from: *c,
-                        prev: None,
+                if m.rte() != rte {
+                    out.push(Link {
+                        from: *c,
+                        from_unnest: false,
+                        to: m,
+                        to_overlap: false,
+                        op: self.operator_between(*c, m),
                     });
-                    queue.push_back(steps.len() - 1);
                 }
             }
         }
-        while let Some(i) = queue.pop_front() {
-            let rte = steps[i].rte;
-            let cols = rte_cols.get(&rte).unwrap_or(&empty);
-            if let Some(k) = cols.iter().find(|c| in_key_class(c)) {
-                return self
-                    .build_path(
-                        &steps
-                            .iter()
-                            .map(|s| (s.entered_by, s.left_from, s.prev))
-                            .collect::<Vec<_>>(),
-                        i,
-                        *k,
-                    )
-                    .map(Some);
-            }
-            for c in cols {
-                for m in self.class_members(class_of, *c) {
-                    if seen.insert(m.rte()) {
-                        steps.push(Step {
-                            rte: m.rte(),
-                            entered_by: m,
-                            left_from: *c,
-                            prev: Some(i),
+        for (scalar, array, op) in &self.elem_edges {
+            let sclass = class_of.get(scalar).copied().unwrap_or(*scalar);
+            // Our scalar equals an element of their array.
+            if array.rte() != rte {
+                for c in rte_cols.get(&rte).unwrap_or(&empty) {
+                    if class_of.get(c).copied().unwrap_or(*c) == sclass {
+                        out.push(Link {
+                            from: *c,
+                            from_unnest: false,
+                            to: *array,
+                            to_overlap: true,
+                            op: op.clone(),
                         });
-                        queue.push_back(steps.len() - 1);
                     }
+                }
+            }
+            // Our array's elements equal their scalar.
+            if array.rte() == rte {
+                for m in self.class_members(class_of, *scalar) {
+                    if m.rte() != rte {
+                        out.push(Link {
+                            from: *array,
+                            from_unnest: true,
+                            to: m,
+                            to_overlap: false,
+                            op: op.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The key expression an occurrence can produce itself: a column in the
+    /// key's class, or an array whose elements are keys.
+    fn key_out(
+        &self,
+        rte: RteRef,
+        key_classes: &BTreeSet<Col>,
+        class_of: &HashMap<Col, Col>,
+        rte_cols: &BTreeMap<RteRef, Vec<Col>>,
+    ) -> Option<(Col, bool)> {
+        let in_key_class = |c: &Col| key_classes.contains(&class_of.get(c).copied().unwrap_or(*c));
+        if let Some(c) = rte_cols
+            .get(&rte)
+            .and_then(|cols| cols.iter().find(|c| in_key_class(c)))
+        {
+            return Some((*c, false));
+        }
+        self.elem_edges
+            .iter()
+            .find(|(scalar, array, _)| array.rte() == rte && in_key_class(scalar))
+            .map(|(_, array, _)| (*array, true))
+    }
+
+    /// Breadth-first search from one occurrence to the key.
+    fn path_from(
+        &self,
+        start: RteRef,
+        key_classes: &BTreeSet<Col>,
+        class_of: &HashMap<Col, Col>,
+        rte_cols: &BTreeMap<RteRef, Vec<Col>>,
+    ) -> Result<Option<KeyPath>> {
+        if let Some((c, unnest)) = self.key_out(start, key_classes, class_of, rte_cols) {
+            return Ok(Some(KeyPath {
+                column: self.col_name(c)?,
+                column_type: self.value_type(c, unnest)?,
+                unnest,
+                hops: Vec::new(),
+            }));
+        }
+        // Each step: the occurrence entered, the link it was entered by,
+        // and the previous step.
+        let mut steps: Vec<(Link, Option<usize>)> = Vec::new();
+        let mut seen = BTreeSet::from([start]);
+        let mut queue = VecDeque::new();
+        for l in self.links_from(start, class_of, rte_cols) {
+            if seen.insert(l.to.rte()) {
+                steps.push((l, None));
+                queue.push_back(steps.len() - 1);
+            }
+        }
+        while let Some(i) = queue.pop_front() {
+            let rte = steps[i].0.to.rte();
+            if let Some(out) = self.key_out(rte, key_classes, class_of, rte_cols) {
+                return self.build_path(&steps, i, out).map(Some);
+            }
+            for l in self.links_from(rte, class_of, rte_cols) {
+                if seen.insert(l.to.rte()) {
+                    steps.push((l, Some(i)));
+                    queue.push_back(steps.len() - 1);
                 }
             }
         }
@@ -1003,6 +1160,9 @@ impl<'a> Analyzer<'a> {
             .filter(|(_, r)| **r == root)
             .map(|(m, _)| *m)
             .collect();
+        if v.is_empty() {
+            v.push(c);
+        }
         v.sort();
         v
     }
@@ -1024,44 +1184,69 @@ impl<'a> Analyzer<'a> {
             .unwrap_or_else(|| ("pg_catalog".into(), "=".into()))
     }
 
+    /// The type of the values a column yields: its own, or its elements'.
+    fn value_type(&self, c: Col, unnest: bool) -> Result<String> {
+        let t = self.col_type(c)?;
+        Ok(if unnest {
+            t.strip_suffix("[]").unwrap_or(&t).to_string()
+        } else {
+            t
+        })
+    }
+
     fn build_path(
         &self,
-        steps: &[(Col, Col, Option<usize>)],
+        steps: &[(Link, Option<usize>)],
         last: usize,
-        key_col: Col,
+        key_out: (Col, bool),
     ) -> Result<KeyPath> {
         let mut chain = vec![last];
-        let mut cur = steps[last].2;
+        let mut cur = steps[last].1;
         while let Some(i) = cur {
             chain.push(i);
-            cur = steps[i].2;
+            cur = steps[i].1;
         }
         chain.reverse();
-        let first = steps[chain[0]];
+        let first = &steps[chain[0]].0;
         let mut hops = Vec::new();
         for (pos, &i) in chain.iter().enumerate() {
-            let (entered_by, left_from, _) = steps[i];
-            let next = match chain.get(pos + 1) {
-                Some(&n) => steps[n].1,
-                None => key_col,
+            let link = &steps[i].0;
+            let (next, next_unnest) = match chain.get(pos + 1) {
+                Some(&n) => (steps[n].0.from, steps[n].0.from_unnest),
+                None => key_out,
             };
-            let oid = self.base_rtes[&entered_by.rte()];
+            let oid = self.base_rtes[&link.to.rte()];
             let rel = self.relation(oid)?;
             hops.push(Hop {
                 relation: oid,
                 schema: rel.schema.clone(),
                 name: rel.name.clone(),
-                join_column: self.col_name(entered_by)?,
-                operator: self.operator_between(left_from, entered_by),
+                join_column: self.col_name(link.to)?,
+                operator: link.op.clone(),
+                overlap: link.to_overlap,
+                join_type: self.col_type(link.to)?,
                 next_column: self.col_name(next)?,
+                next_unnest,
             });
         }
         Ok(KeyPath {
-            column: self.col_name(first.1)?,
-            column_type: self.col_type(first.1)?,
+            column: self.col_name(first.from)?,
+            column_type: self.value_type(first.from, first.from_unnest)?,
+            unnest: first.from_unnest,
             hops,
         })
     }
+}
+
+/// One way from rows of an occurrence to rows of another: `from` (or its
+/// elements) equals `to` (or one of its elements, `to_overlap`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Link {
+    from: Col,
+    from_unnest: bool,
+    to: Col,
+    to_overlap: bool,
+    op: (String, String),
 }
 
 /// Visits the nodes that belong to one query level: its expressions, but

@@ -167,27 +167,68 @@ fn derive_sql(path: &KeyPath, key_type: &str) -> String {
         let rel = qualified(&hop.schema, &hop.name);
         if i == 0 {
             from.push_str(&format!("{rel} AS {t}"));
-        } else {
-            let prev = &path.hops[i - 1];
-            from.push_str(&format!(
-                " JOIN {rel} AS {t} ON {t}.{} {} t{}.{}",
-                ident(&hop.join_column),
-                operator(&hop.operator.0, &hop.operator.1),
-                i,
-                ident(&prev.next_column)
-            ));
+            continue;
         }
+        let prev = &path.hops[i - 1];
+        let prev_col = format!("t{i}.{}", ident(&prev.next_column));
+        let this_col = format!("{t}.{}", ident(&hop.join_column));
+        let op = operator(&hop.operator.0, &hop.operator.1);
+        let cond = match (prev.next_unnest, hop.overlap) {
+            (false, false) => format!("{this_col} {op} {prev_col}"),
+            (true, false) => format!("{this_col} {op} ANY ({prev_col})"),
+            (false, true) => format!("{prev_col} {op} ANY ({this_col})"),
+            (true, true) => format!("{this_col} OPERATOR(pg_catalog.&&) {prev_col}"),
+        };
+        from.push_str(&format!(" JOIN {rel} AS {t} ON {cond}"));
     }
     let first = &path.hops[0];
     let last = path.hops.len();
+    let last_hop = &path.hops[last - 1];
+    let (select, lateral) = if last_hop.next_unnest {
+        (
+            "u.k".to_string(),
+            format!(
+                " CROSS JOIN LATERAL pg_catalog.unnest(t{last}.{}) AS u(k)",
+                ident(&last_hop.next_column)
+            ),
+        )
+    } else {
+        (
+            format!("t{last}.{}", ident(&last_hop.next_column)),
+            String::new(),
+        )
+    };
+    let filter = if first.overlap {
+        format!(
+            "t1.{} OPERATOR(pg_catalog.&&) (($1::pg_catalog.text[])::{})",
+            ident(&first.join_column),
+            first.join_type
+        )
+    } else {
+        format!(
+            "t1.{} {} ANY (($1::pg_catalog.text[])::{}[])",
+            ident(&first.join_column),
+            operator(&first.operator.0, &first.operator.1),
+            path.column_type
+        )
+    };
     format!(
-        "SELECT DISTINCT ((t{last}.{})::{key_type})::pg_catalog.text FROM {from} \
-         WHERE t1.{} {} ANY (($1::pg_catalog.text[])::{}[])",
-        ident(&path.hops[last - 1].next_column),
-        ident(&first.join_column),
-        operator(&first.operator.0, &first.operator.1),
-        path.column_type
+        "SELECT DISTINCT (({select})::{key_type})::pg_catalog.text FROM {from}{lateral} WHERE {filter}"
     )
+}
+
+/// The expression over a transition row that yields a path's start values.
+fn start_expr(path: &KeyPath, cast: Option<&str>) -> String {
+    let col = ident(&path.column);
+    let value = if path.unnest {
+        format!("pg_catalog.unnest({col})")
+    } else {
+        col
+    };
+    match cast {
+        Some(t) => format!("(({value})::{t})::pg_catalog.text"),
+        None => format!("({value})::pg_catalog.text"),
+    }
 }
 
 /// Builds the capture plan of one source for the TVIEWs reading it.
@@ -221,11 +262,7 @@ pub fn capture_plan(source: Oid, readers: &[(usize, &Analysis, &RefreshPlan)]) -
                 Mapping::Keyed { paths } => {
                     for p in paths {
                         if p.is_direct() {
-                            let expr = format!(
-                                "(({})::{})::pg_catalog.text",
-                                ident(&p.column),
-                                analysis.key.type_name
-                            );
+                            let expr = start_expr(p, Some(&analysis.key.type_name));
                             slot_for(expr, SlotUse::Keys { tview: *tview });
                         } else {
                             let idx = plan
@@ -233,7 +270,7 @@ pub fn capture_plan(source: Oid, readers: &[(usize, &Analysis, &RefreshPlan)]) -
                                 .iter()
                                 .position(|pp| pp.source == source && pp.path == *p)
                                 .unwrap_or_default();
-                            let expr = format!("({})::pg_catalog.text", ident(&p.column));
+                            let expr = start_expr(p, None);
                             slot_for(
                                 expr,
                                 SlotUse::Start {

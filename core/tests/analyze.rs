@@ -199,3 +199,45 @@ fn cte_sources_are_traced() {
     };
     assert!(paths[0].is_direct() && paths[0].column == "fk_post");
 }
+
+#[test]
+fn array_membership_maps_through_elements() {
+    // A tag's change reaches the posts whose tag_ids contain it.
+    let a = run("post_tags", "tv_post_tags", Some("pk_post")).unwrap();
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_tag") else {
+        panic!("tb_tag not keyed")
+    };
+    assert!(paths[0].hops[0].overlap, "{paths:?}");
+    let plan = refresh_plan(names("tv_post_tags"), &a);
+    insta::assert_snapshot!("post_tags_derive", plan.derive.join("\n"));
+    // A post's change reaches the tags in its old and new tag_ids.
+    let a = run("tag", "tv_tag", Some("pk_tag")).unwrap();
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_post") else {
+        panic!("tb_post not keyed")
+    };
+    assert!(paths[0].is_direct() && paths[0].unnest, "{paths:?}");
+    // Through an array and then a join: users → posts → tags.
+    let a = run("tag_users", "tv_tag_users", Some("pk_tag")).unwrap();
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_user") else {
+        panic!("tb_user not keyed")
+    };
+    assert!(paths[0].hops[0].next_unnest, "{paths:?}");
+    let plan = refresh_plan(names("tv_tag_users"), &a);
+    insta::assert_snapshot!("tag_users_derive", plan.derive.join("\n"));
+}
+
+#[test]
+fn union_all_branches_each_have_a_key() {
+    // Expressions as keys are refused, in any branch.
+    let err = run("feed", "tv_feed", None).unwrap_err();
+    assert_eq!(err.sqlstate(), "42P16");
+    // Plain key columns in every branch: each source maps within its branch.
+    let a = run("feed2", "tv_feed2", Some("pk_feed")).unwrap();
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_post") else { panic!() };
+    assert!(paths[0].is_direct() && paths[0].column == "pk_post");
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_comment") else { panic!() };
+    assert!(paths[0].is_direct() && paths[0].column == "pk_comment");
+    // UNION without ALL is refused with a hint towards UNION ALL.
+    let err = run("bad_union", "tv_bad_union", Some("pk_post")).unwrap_err();
+    assert!(err.hint().unwrap_or_default().contains("UNION ALL"));
+}
