@@ -46,7 +46,7 @@ SELECT p.pk_post, p.fk_user,
 FROM tb_post p JOIN tb_user u ON u.pk_user = p.fk_user";
 
 const TV_USER_STATS: &str = "
-CREATE TABLE tv_user_stats AS
+CREATE TABLE tv_user_stats WITH (tviews.key = 'pk_user') AS
 SELECT u.pk_user, u.name, count(p.pk_post) AS posts, coalesce(sum(length(p.title)), 0) AS chars
 FROM tb_user u LEFT JOIN tb_post p ON p.fk_user = u.pk_user
 GROUP BY u.pk_user, u.name";
@@ -76,13 +76,23 @@ CREATE CONSTRAINT TRIGGER conc_gate AFTER INSERT OR UPDATE OR DELETE ON tv_user_
 /// How long any wait for a state may take before the test fails.
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The schema, tv_post and tv_user_stats.
 async fn setup(prefix: &str) -> Result<Db> {
     let db = Db::fresh(prefix).await?;
     db.client.batch_execute(SCHEMA).await?;
     db.client.batch_execute(TV_POST).await?;
     db.client.batch_execute(TV_USER_STATS).await?;
-    db.client.batch_execute(GATE).await?;
     db.assert_exact().await?;
+    Ok(db)
+}
+
+/// [`setup`] with the [`GATE`] triggers. Only the tests that need them
+/// have them: a TVIEW with deferrable triggers is refreshed outside a
+/// security-restricted operation (docs/ARCHITECTURE.md, "Safety"), and the
+/// other tests keep the ordinary path.
+async fn setup_gated(prefix: &str) -> Result<Db> {
+    let db = setup(prefix).await?;
+    db.client.batch_execute(GATE).await?;
     Ok(db)
 }
 
@@ -217,9 +227,10 @@ async fn wait_blocked(
     }
 }
 
-/// Waits until `waiter` is blocked by `blocker` on the refresh lock, i.e.
-/// on a row of `tviews.refresh_lock` (it holds the tuple lock of the row
-/// it waits for, and waits for the holder's transaction id).
+/// Waits until `waiter` is blocked by `blocker` on the refresh lock: it
+/// is in the upsert of a `tviews.refresh_lock` row (holds RowExclusiveLock
+/// on that table) and waits for the transaction id of `blocker` (the
+/// upsert finds the row version `blocker` wrote and waits for it to end).
 async fn wait_for_refresh_lock(
     obs: &Client,
     waiter: &Session,
@@ -232,17 +243,31 @@ async fn wait_for_refresh_lock(
         "session {} waits on {event}",
         waiter.name
     );
-    let on_lock_row: i64 = obs
+    let row = obs
         .query_one(
-            "SELECT count(*) FROM pg_locks WHERE pid = $1::int4
-               AND locktype = 'tuple' AND relation = 'tviews.refresh_lock'::regclass",
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = $1::int4 AND granted
+                              AND relation = 'tviews.refresh_lock'::regclass AND mode = 'RowExclusiveLock'),
+                    EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity b ON b.pid = $2::int4
+                             WHERE l.pid = $1::int4 AND NOT l.granted
+                               AND (l.transactionid = b.backend_xid
+                                    OR l.relation = 'tviews.refresh_lock'::regclass))",
+            &[&waiter.pid, &blocker.pid],
+        )
+        .await?;
+    let locks: Vec<String> = obs
+        .query(
+            "SELECT concat_ws(' ', locktype, relation::regclass, transactionid, mode, granted)
+             FROM pg_locks WHERE pid = $1::int4
+               AND (locktype <> 'relation' OR relation = 'tviews.refresh_lock'::regclass)",
             &[&waiter.pid],
         )
         .await?
-        .get(0);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     ensure!(
-        on_lock_row > 0,
-        "session {} is blocked by {} but not on a row of tviews.refresh_lock",
+        row.get::<_, bool>(0) && row.get::<_, bool>(1),
+        "session {} is blocked by {} but not in the upsert of its refresh lock: {locks:?}",
         waiter.name,
         blocker.name
     );
@@ -390,8 +415,9 @@ async fn hazard_mirror_a_commits_first() {
 /// Drives two flushes that really overlap: B sits in COMMIT after its
 /// flush, holding the refresh locks (checked with a NOWAIT probe); A
 /// commits and is seen waiting on the refresh lock (pg_stat_activity:
-/// wait_event_type 'Lock', blocked by B per pg_blocking_pids, holding the
-/// tuple lock of a tviews.refresh_lock row); the gate opens, both commit.
+/// wait_event_type 'Lock', blocked by B per pg_blocking_pids, inside the
+/// upsert of its tviews.refresh_lock row, waiting for B's transaction id);
+/// the gate opens, both commit.
 async fn overlapping_commits(db: &Db, a_write: &str, b_write: &str) -> Result<()> {
     let gate = Gate::close(db).await?;
     let a = Session::open(db, "A").await?;
@@ -420,7 +446,7 @@ async fn overlapping_commits(db: &Db, a_write: &str, b_write: &str) -> Result<()
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_flushes_rename_waits_for_insert() {
     run(|| async {
-        let db = setup("ov_rename").await?;
+        let db = setup_gated("ov_rename").await?;
         overlapping_commits(
             &db,
             "UPDATE tb_user SET name = 'A2' WHERE pk_user = 1",
@@ -445,7 +471,7 @@ async fn overlapping_flushes_rename_waits_for_insert() {
 #[tokio::test(flavor = "multi_thread")]
 async fn overlapping_flushes_insert_waits_for_rename() {
     run(|| async {
-        let db = setup("ov_insert").await?;
+        let db = setup_gated("ov_insert").await?;
         overlapping_commits(
             &db,
             "INSERT INTO tb_post (fk_user, title) VALUES (1, 'by A')",
@@ -472,7 +498,7 @@ async fn overlapping_flushes_insert_waits_for_rename() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_writers_one_aggregate_row() {
     run(|| async {
-        let db = setup("agg").await?;
+        let db = setup_gated("agg").await?;
         let a = Session::open(&db, "A").await?;
         let b = Session::open(&db, "B").await?;
         let (posts0, chars0) = stats(&db.client, 1).await?;
@@ -594,7 +620,7 @@ async fn unrelated_writers_do_not_block() {
 #[tokio::test(flavor = "multi_thread")]
 async fn repeatable_read_fails_instead_of_writing_stale_rows() {
     run(|| async {
-        let db = setup("rr").await?;
+        let db = setup_gated("rr").await?;
         let a = Session::open(&db, "A").await?;
         let b = Session::open(&db, "B").await?;
         let failed = script(
@@ -637,7 +663,10 @@ async fn repeatable_read_fails_instead_of_writing_stale_rows() {
         let waited = started.elapsed();
         let err = r.err().context("A committed although B held the refresh lock")?;
         assert_eq!(sqlstate(&err).as_deref(), Some("40001"), "{err:?}");
-        eprintln!("A (REPEATABLE READ) refused in {waited:?} while B held the lock: {err}");
+        eprintln!(
+            "A (REPEATABLE READ) refused in {waited:?} while B held the lock: {}",
+            err.as_db_error().map(|d| d.message()).unwrap_or_default()
+        );
         ensure!(waited < Duration::from_secs(2), "A took {waited:?} to be refused");
         // B never moved: A did not wait for it.
         ensure!(!b_commit.is_finished());
@@ -678,7 +707,7 @@ async fn repeatable_read_fails_instead_of_writing_stale_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serializable_commits_or_fails_with_40001() {
     run(|| async {
-        let db = setup("ser").await?;
+        let db = setup_gated("ser").await?;
         let a = Session::open(&db, "A").await?;
         let b = Session::open(&db, "B").await?;
         let mut outcomes = Vec::new();
@@ -773,7 +802,7 @@ async fn serializable_commits_or_fails_with_40001() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_deadlock_from_lock_order() {
     run(|| async {
-        let db = setup("deadlock").await?;
+        let db = setup_gated("deadlock").await?;
         db.client.batch_execute(TV_FEED).await?;
         let a = Session::open(&db, "A").await?;
         let b = Session::open(&db, "B").await?;
@@ -994,4 +1023,267 @@ async fn stress_random_transactions() {
         Ok(())
     })
     .await
+}
+
+/// Creating a TVIEW beside a writer of its sources that has not committed
+/// yet must still give an exact TVIEW.
+///
+/// (a) The first TVIEW over tb_post: W has inserted a post and not
+/// committed; CREATE TABLE tv_post AS ... populates from its statement
+/// snapshot (W's post invisible), then waits at command end for W's
+/// RowExclusiveLock (creating the capture triggers needs
+/// ShareRowExclusiveLock); W commits with nothing queued for tv_post (the
+/// TVIEW did not exist for it); the CREATE commits without W's post.
+///
+/// (b) A second TVIEW over tb_post, whose capture triggers already exist:
+/// the CREATE takes no lock that conflicts with W at all. W inserts a post
+/// (its registry has no tv_title yet), the CREATE commits, W commits:
+/// nothing ever adds W's post to tv_title.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "BUG: CREATE TABLE tv_x AS beside an uncommitted writer of a source leaves tv_x permanently \
+            missing that writer's rows: the TVIEW is populated from the CREATE statement's snapshot, \
+            and the writer, whose capture ran before the TVIEW existed, queues nothing for it \
+            (ext/src/ddl.rs finish_create: no repopulation after the source locks are taken)"]
+async fn create_tview_beside_uncommitted_writer() {
+    run(|| async {
+        // (a)
+        let db = Db::fresh("ctas_first").await?;
+        db.client.batch_execute(SCHEMA).await?;
+        let w = Session::open(&db, "W").await?;
+        let c = Session::open(&db, "C").await?;
+        w.exec("BEGIN; INSERT INTO tb_post (fk_user, title) VALUES (1, 'by W')")
+            .await?;
+        let mut create = c.spawn(TV_POST);
+        let event = wait_blocked(&db.client, &c, w.pid, &mut create).await?;
+        ensure!(event == "relation", "CREATE waits on {event}");
+        w.exec("COMMIT").await?;
+        join(create, "CREATE").await??;
+        let a = db.assert_exact().await;
+        // (b)
+        let db = setup("ctas_second").await?;
+        let w = Session::open(&db, "W").await?;
+        let c = Session::open(&db, "C").await?;
+        w.exec("BEGIN; INSERT INTO tb_post (fk_user, title) VALUES (2, 'by W')")
+            .await?;
+        c.exec("SET lock_timeout = '5s'; CREATE TABLE tv_title WITH (tviews.key = 'pk_post') AS SELECT p.pk_post, p.title FROM tb_post p")
+            .await?;
+        w.exec("COMMIT").await?;
+        let b = db.assert_exact().await;
+        if a.is_err() || b.is_err() {
+            bail!(
+                "(a) first TVIEW over the source: {:?}\n(b) source already captured: {:?}",
+                a.err(),
+                b.err()
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Dropping a TVIEW while a writer has work queued for it: the writer's
+/// COMMIT must succeed (nothing to refresh any more) and leave no refresh
+/// lock row behind.
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_tview_beside_uncommitted_writer() {
+    run(|| async {
+        let db = setup("drop_conc").await?;
+        db.client
+            .batch_execute("CREATE TABLE tv_title WITH (tviews.key = 'pk_post') AS SELECT p.pk_post, p.title FROM tb_post p")
+            .await?;
+        let w = Session::open(&db, "W").await?;
+        let c = Session::open(&db, "C").await?;
+        w.exec("BEGIN; INSERT INTO tb_post (fk_user, title) VALUES (1, 'by W')")
+            .await?;
+        c.exec("SET lock_timeout = '5s'; DROP TABLE tv_title").await?;
+        w.exec("COMMIT").await?;
+        db.assert_exact().await?;
+        let orphans: i64 = db
+            .client
+            .query_one("SELECT count(*) FROM tviews.refresh_lock WHERE relid NOT IN (SELECT relid FROM tviews.tview)", &[])
+            .await?
+            .get(0);
+        ensure!(orphans == 0, "{orphans} refresh_lock rows for dropped TVIEWs");
+        Ok(())
+    })
+    .await
+}
+
+/// A prepared transaction keeps its refresh locks until COMMIT PREPARED or
+/// ROLLBACK PREPARED (its flush ran at PREPARE): a READ COMMITTED writer of
+/// the same TVIEW waits for it (blocked by "pid 0", the prepared
+/// transaction) and then re-derives, a REPEATABLE READ one fails with 40001
+/// at once; whether the prepared transaction commits or rolls back, every
+/// TVIEW ends exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn prepared_transaction_holds_the_refresh_lock() {
+    run(|| async {
+        let db = setup("prepared").await?;
+        let a = Session::open(&db, "A").await?;
+        let b = Session::open(&db, "B").await?;
+        let r = Session::open(&db, "R").await?;
+        // (gid, how it ends, the name it sets, user 1's name afterwards)
+        for (gid, finish, name, expected) in [
+            ("conc_commit", "COMMIT PREPARED", "prepared", "prepared"),
+            ("conc_rollback", "ROLLBACK PREPARED", "rolled back", "prepared"),
+        ] {
+            a.exec(&format!(
+                "BEGIN; UPDATE tb_user SET name = '{name}-x' WHERE pk_user = 1;
+                 UPDATE tb_user SET name = '{name}' WHERE pk_user = 1;
+                 PREPARE TRANSACTION '{gid}'"
+            ))
+            .await?;
+            let mut insert = b.spawn(&format!(
+                "INSERT INTO tb_post (fk_user, title) VALUES (1, 'by B {gid}')"
+            ));
+            wait_blocked(&db.client, &b, 0, &mut insert).await?;
+            let err = r
+                .client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; INSERT INTO tb_post (fk_user, title) VALUES (2, 'by R'); COMMIT")
+                .await
+                .err()
+                .context("R committed beside the prepared transaction's refresh lock")?;
+            assert_eq!(sqlstate(&err).as_deref(), Some("40001"), "{err:?}");
+            r.exec("ROLLBACK").await?;
+            ensure!(!insert.is_finished());
+            db.client
+                .batch_execute(&format!("{finish} '{gid}'"))
+                .await?;
+            join(insert, "B's INSERT").await??;
+            let post: i64 = db
+                .client
+                .query_one("SELECT pk_post FROM tb_post WHERE title = $1", &[&format!("by B {gid}")])
+                .await?
+                .get(0);
+            assert_eq!(author_name(&db.client, post).await?, expected);
+            db.assert_exact().await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// What the per-TVIEW lock costs (not a check: run with `--ignored
+/// --nocapture`; `TVIEWS_MEASURE_SECS` sets the time per point, 4 by
+/// default). 8 writers, each on its own connection, run single-statement
+/// transactions for a fixed time; printed: committed transactions per
+/// second. Workloads: "retitle" updates the title of one of the writer's own
+/// 10 posts (tv_post: that post; tv_user_stats: its author's row), so
+/// base-table row locks never conflict; "rename" renames a user with 10
+/// posts (tv_post: 10 rows; tv_user_stats: 1 row). "disjoint": writer w's
+/// posts belong to (or w renames) user w; "same": all posts belong to user
+/// 1 (retitle), or every writer renames user 1 (rename, where the row lock
+/// on tb_user serialises writers even without TVIEWs). Each point with and without TVIEWs, on the
+/// test cluster (fsync off) and on one with fsync on.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, not a check"]
+async fn measure_lock_cost() {
+    run(|| async {
+        let secs: u64 = std::env::var("TVIEWS_MEASURE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(4);
+        let fsync_cluster = tviews_tests::Cluster::start(tviews_tests::ClusterOptions {
+            name: "measure".into(),
+            settings: vec![("fsync".into(), "on".into())],
+            ..Default::default()
+        })?;
+        let shared = tviews_tests::support::shared_cluster();
+        let mut lines = Vec::new();
+        for (label, cluster) in [("fsync off", shared), ("fsync on", &fsync_cluster)] {
+            for workload in ["retitle", "rename"] {
+                for tviews in [false, true] {
+                    for writers in [1usize, 8] {
+                        for same in [false, true] {
+                            if writers == 1 && same {
+                                continue;
+                            }
+                            let rate = measure_point(cluster, workload, tviews, writers, same, secs).await?;
+                            let line = format!(
+                                "{label:9} {workload:7} {:13} {writers} writer(s) {:8}: {rate:8.0} tx/s",
+                                if tviews { "with TVIEWs" } else { "plain tables" },
+                                if writers == 1 { "" } else if same { "same" } else { "disjoint" },
+                            );
+                            eprintln!("{line}");
+                            lines.push(line);
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("\n{}", lines.join("\n"));
+        Ok(())
+    })
+    .await
+}
+
+static MEASURE_DB: AtomicU64 = AtomicU64::new(1);
+
+async fn measure_point(
+    cluster: &tviews_tests::Cluster,
+    workload: &str,
+    tviews: bool,
+    writers: usize,
+    same: bool,
+    secs: u64,
+) -> Result<f64> {
+    let name = format!("measure_{}", MEASURE_DB.fetch_add(1, Ordering::Relaxed));
+    cluster.create_database_with_extension(&name)?;
+    let admin = cluster.connect(&name).await?;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE tb_user (pk_user bigint PRIMARY KEY, name text, email text);
+             CREATE TABLE tb_post (pk_post bigint PRIMARY KEY, fk_user bigint REFERENCES tb_user, title text);
+             INSERT INTO tb_user SELECT i, 'user' || i, NULL FROM generate_series(1, 8) i;
+             -- Writer w (1..8) owns posts 10w..10w+9.
+             INSERT INTO tb_post SELECT p, CASE WHEN {} THEN 1 ELSE p / 10 END, 'seed'
+               FROM generate_series(10, 89) p;",
+            same && workload == "retitle"
+        ))
+        .await?;
+    if tviews {
+        admin.batch_execute(TV_POST).await?;
+        admin.batch_execute(TV_USER_STATS).await?;
+    }
+    admin.batch_execute("VACUUM ANALYZE").await?;
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for w in 1..=writers as i64 {
+        let client = cluster.connect(&name).await?;
+        let workload = workload.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            let user = if same { 1 } else { w };
+            while Instant::now() < deadline {
+                let k = n as i64;
+                if workload == "retitle" {
+                    client
+                        .execute(
+                            "UPDATE tb_post SET title = repeat('t', 1 + ($2::int8 % 13)::int) WHERE pk_post = $1",
+                            &[&(10 * w + k % 10), &k],
+                        )
+                        .await?;
+                } else {
+                    client
+                        .execute(
+                            "UPDATE tb_user SET name = 'n' || $2::int8 WHERE pk_user = $1",
+                            &[&user, &k],
+                        )
+                        .await?;
+                }
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let started = Instant::now();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    if tviews {
+        assert_exact(&admin).await?;
+    }
+    Ok(rate)
 }
