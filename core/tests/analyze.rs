@@ -233,9 +233,13 @@ fn union_all_branches_each_have_a_key() {
     assert_eq!(err.sqlstate(), "42P16");
     // Plain key columns in every branch: each source maps within its branch.
     let a = run("feed2", "tv_feed2", Some("pk_feed")).unwrap();
-    let Mapping::Keyed { paths } = mapping_of(&a, "tb_post") else { panic!() };
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_post") else {
+        panic!()
+    };
     assert!(paths[0].is_direct() && paths[0].column == "pk_post");
-    let Mapping::Keyed { paths } = mapping_of(&a, "tb_comment") else { panic!() };
+    let Mapping::Keyed { paths } = mapping_of(&a, "tb_comment") else {
+        panic!()
+    };
     assert!(paths[0].is_direct() && paths[0].column == "pk_comment");
     // UNION without ALL is refused with a hint towards UNION ALL.
     let err = run("bad_union", "tv_bad_union", Some("pk_post")).unwrap_err();

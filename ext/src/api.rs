@@ -237,3 +237,68 @@ fn pg_tviews_session_source_stats() -> TableIterator<
         .collect();
     TableIterator::new(rows)
 }
+
+/// Cluster-wide totals since the server started, from shared memory; one
+/// row with `preloaded = false` and NULL counters when pg_tviews is not in
+/// `shared_preload_libraries`.
+#[pg_extern(volatile)]
+#[allow(clippy::type_complexity)]
+fn pg_tviews_shared_totals() -> TableIterator<
+    'static,
+    (
+        name!(preloaded, bool),
+        name!(flushes, Option<i64>),
+        name!(keys, Option<i64>),
+        name!(rows_written, Option<i64>),
+        name!(rows_skipped, Option<i64>),
+    ),
+> {
+    let row = match crate::shmem::totals() {
+        Some((f, k, w, s)) => (
+            true,
+            Some(f as i64),
+            Some(k as i64),
+            Some(w as i64),
+            Some(s as i64),
+        ),
+        None => (false, None, None, None, None),
+    };
+    TableIterator::once(row)
+}
+
+/// The statements that maintain a TVIEW, as they are prepared: `apply_keys`
+/// (`$1` = keys as text[]), `apply_all`, and one `derive` per join path
+/// (`$1` = start values as text[]), with the source each path starts from.
+#[pg_extern(volatile)]
+fn pg_tviews_statements(
+    tview: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(kind, String),
+        name!(source, Option<String>),
+        name!(sql, String),
+    ),
+> {
+    let relid = Spi::connect_mut(|client| require_tview(client, tview));
+    let Some(reg) = registry::get() else {
+        return TableIterator::new(Vec::new());
+    };
+    let Some(tv) = reg.tview(relid) else {
+        return TableIterator::new(Vec::new());
+    };
+    let mut rows = vec![
+        ("apply_keys".to_string(), None, tv.plan.apply_keys.clone()),
+        ("apply_all".to_string(), None, tv.plan.apply_all.clone()),
+    ];
+    for (p, sql) in tv.plan.paths.iter().zip(&tv.plan.derive) {
+        let source = tv
+            .analysis
+            .sources
+            .iter()
+            .find(|s| s.relation == p.source)
+            .map(|s| format!("{}.{}", s.schema, s.name));
+        rows.push(("derive".to_string(), source, sql.clone()));
+    }
+    TableIterator::new(rows)
+}

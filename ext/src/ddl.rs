@@ -174,6 +174,14 @@ unsafe fn on_command_start(fcinfo: pg_sys::FunctionCallInfo) {
             return;
         }
         (*into).options = kept;
+        if pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 {
+            raise_with(
+                "0A000",
+                format!("TVIEW \"{name}\" cannot be created under REPEATABLE READ or SERIALIZABLE"),
+                Some("A new TVIEW must include rows that writers commit while it is being created, which a transaction snapshot cannot see.".into()),
+                Some("Create TVIEWs in a READ COMMITTED transaction (the default).".into()),
+            );
+        }
         if (*rel).relpersistence == pg_sys::RELPERSISTENCE_TEMP as std::ffi::c_char {
             raise_with(
                 "0A000",
@@ -209,7 +217,12 @@ unsafe fn on_command_start(fcinfo: pg_sys::FunctionCallInfo) {
         }
         let safe = vec![("search_path".to_string(), "pg_catalog".to_string())];
         let sql = security::with_settings(&safe, || {
-            let p = pg_sys::pg_get_querydef(query as *mut pg_sys::Query, false);
+            // Deparse a copy: ruleutils rewrites parts of the tree it is
+            // given (join alias lists) in memory that does not outlive this
+            // trigger, and CREATE TABLE AS executes the original afterwards.
+            let copy =
+                pg_sys::copyObjectImpl(query as *const std::ffi::c_void) as *mut pg_sys::Query;
+            let p = pg_sys::pg_get_querydef(copy, false);
             cstr(p).unwrap_or_default()
         });
         let sql = sql.trim().trim_end_matches(';').to_string();
@@ -262,7 +275,7 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
     let ext_owner = reg_before.ext_owner;
     let catalog_relid = reg_before.catalog_relid;
     drop(reg_before);
-    Spi::connect_mut(|client| {
+    let stale = Spi::connect_mut(|client| {
         let info = spi::rows(
             client,
             "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text, c.relowner::pg_catalog.text,
@@ -272,7 +285,7 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
             &[spi::oid_arg(relid)],
         );
         let Some(info) = info.into_iter().next() else {
-            return;
+            return false;
         };
         let field = |i: usize| info.get(i).cloned().flatten().unwrap_or_default();
         let (schema, name, owner_ident) = (field(0), field(1), field(3));
@@ -346,6 +359,12 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
             },
         );
 
+        // 3'. Writers that were running while the table was filled: wait
+        //     for them and keep new ones out until we commit (the capture
+        //     triggers come later in this statement), and note whether the
+        //     snapshot that filled the table could have missed a commit.
+        let stale = lock_sources(&analysis);
+
         // 3. The primary key on the key column; duplicates or NULLs in the
         //    definition's result fail here with a TVIEW-specific message.
         add_primary_key(client, &schema, &name, &analysis.key.name);
@@ -391,6 +410,7 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
                 &[spi::oid_arg(relid)],
             );
         });
+        stale
     });
     // 6. Every backend (this one included) reloads its registry; capture
     //    triggers go on the sources.
@@ -398,7 +418,48 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(catalog_relid) };
     registry::invalidate();
     reconcile_triggers();
-    validate(relid);
+    validate(relid, stale);
+}
+
+/// Locks every source of a new TVIEW against writes until commit (waiting
+/// for writers in flight), and tells whether the snapshot the table was
+/// filled from may have missed a transaction that committed since: any
+/// transaction running when it was taken, or any transaction id assigned
+/// after it other than our own.
+fn lock_sources(analysis: &tviews_core::analyze::Analysis) -> bool {
+    let mut rels: Vec<u32> = analysis.sources.iter().map(|s| s.relation).collect();
+    rels.sort();
+    for r in rels {
+        // SAFETY: locks a relation of this database for the transaction.
+        unsafe {
+            pg_sys::LockRelationOid(
+                pg_sys::Oid::from(r),
+                pg_sys::ShareRowExclusiveLock as pg_sys::LOCKMODE,
+            )
+        };
+    }
+    // SAFETY: reads the active snapshot and transaction ids.
+    unsafe {
+        let snap = pg_sys::GetActiveSnapshot();
+        if snap.is_null() {
+            return true;
+        }
+        let snap = &*snap;
+        if snap.xcnt > 0 || snap.subxcnt > 0 || snap.suboverflowed {
+            return true;
+        }
+        let next = pg_sys::ReadNextTransactionId();
+        let xmax = snap.xmax;
+        let ours: std::collections::BTreeSet<u32> = [
+            pg_sys::GetTopTransactionIdIfAny(),
+            pg_sys::GetCurrentTransactionIdIfAny(),
+        ]
+        .into_iter()
+        .filter(|x| x.into_inner() >= xmax.into_inner())
+        .map(|x| x.into_inner())
+        .collect();
+        next.into_inner().wrapping_sub(xmax.into_inner()) as usize != ours.len()
+    }
 }
 
 fn free_view_name(client: &mut SpiClient<'_>, schema: &str, name: &str) -> String {
@@ -483,7 +544,7 @@ fn caught_detail(e: &pgrx::pg_sys::panic::CaughtError) -> String {
 
 /// Prepares the new TVIEW's statements now, so a problem shows at CREATE
 /// rather than at the first write.
-fn validate(relid: pg_sys::Oid) {
+fn validate(relid: pg_sys::Oid, refill: bool) {
     let Some(reg) = registry::get() else { return };
     let Some(tv) = reg.tview(relid) else {
         raise(&TviewError::Internal(
@@ -502,6 +563,12 @@ fn validate(relid: pg_sys::Oid) {
                 prepared(&tv.apply_all, client, &tv.plan.apply_all, &[]);
                 for (cell, sql) in tv.derive.iter().zip(&tv.plan.derive) {
                     prepared(cell, client, sql, &[pg_sys::TEXTARRAYOID]);
+                }
+                if refill {
+                    // A fresh snapshot (READ COMMITTED) sees what the
+                    // writers we waited for committed.
+                    let stmt = prepared(&tv.apply_all, client, &tv.plan.apply_all, &[]);
+                    spi::rows_prepared(client, stmt, &[]);
                 }
             })
         })

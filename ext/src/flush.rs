@@ -69,6 +69,11 @@ fn flush_one(reg: &Registry, idx: usize, work: Work) {
         });
     });
     c.time = started.elapsed();
+    crate::shmem::record_flush(
+        c.keys.max(0) as u64,
+        (c.inserted + c.updated + c.deleted).max(0) as u64,
+        c.skipped.max(0) as u64,
+    );
     stats::record_refresh(tv.relid, c);
 }
 

@@ -18,6 +18,7 @@ mod introspect;
 mod queue;
 mod registry;
 mod security;
+mod shmem;
 mod spi;
 mod stats;
 mod xact;
@@ -38,6 +39,9 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: _PG_init runs once per process, single-threaded.
     unsafe {
         PRELOADED = pg_sys::process_shared_preload_libraries_in_progress;
+    }
+    if crate::preloaded() {
+        shmem::init();
     }
     xact::register_callbacks();
     registry::register_invalidation();

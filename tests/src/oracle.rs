@@ -22,6 +22,8 @@ pub struct Table {
     pub name: String,
     /// (column, parent table index); a parent may be the table itself.
     pub fks: Vec<(String, usize)>,
+    /// An `ids int[]` column holding ids of this table (no foreign key).
+    pub array_of: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,9 @@ impl Schema {
                     }
                 ));
             }
+            if t.array_of.is_some() {
+                cols.push("ids int[]".into());
+            }
             let _ = writeln!(out, "CREATE TABLE tb_{} ({});", t.name, cols.join(", "));
         }
         out
@@ -102,7 +107,12 @@ pub fn gen_schema(rng: &mut StdRng) -> Schema {
         if rng.random_bool(0.25) {
             fks.push(("fkself_n".into(), i));
         }
-        tables.push(Table { name, fks });
+        let array_of = rng.random_bool(0.3).then(|| rng.random_range(0..n));
+        tables.push(Table {
+            name,
+            fks,
+            array_of,
+        });
     }
     let mut schema = Schema {
         tables,
@@ -112,18 +122,122 @@ pub fn gen_schema(rng: &mut StdRng) -> Schema {
     let mut created: Vec<(String, usize)> = Vec::new(); // (tview name, key table)
     for i in 0..ntv {
         let name = format!("tv_r{i}");
-        let def = match rng.random_range(0..10) {
-            0..=4 => gen_join_tview(rng, &schema, &name),
-            5..=7 => gen_aggregate_tview(rng, &schema, &name),
+        let def = match rng.random_range(0..12) {
+            0..=3 => gen_join_tview(rng, &schema, &name),
+            4..=5 => gen_aggregate_tview(rng, &schema, &name),
+            6 => gen_array_tview(rng, &schema, &name),
+            7 => gen_lateral_tview(rng, &schema, &name),
+            8 => gen_union_tview(rng, &schema, &name),
             _ => match created.choose(rng) {
                 Some((prev, key_table)) => gen_cascade_tview(rng, &schema, &name, prev, *key_table),
                 None => gen_join_tview(rng, &schema, &name),
             },
         };
-        created.push((name.clone(), def.1));
+        if let Some(key_table) = def.1 {
+            created.push((name.clone(), key_table));
+        }
         schema.tviews.push(def.0);
     }
+    // Sometimes a chain of cascades three to five levels deep.
+    if rng.random_bool(0.3) {
+        let (def, k) = gen_join_tview(rng, &schema, "tv_chain0");
+        schema.tviews.push(def);
+        let mut prev = "tv_chain0".to_string();
+        for level in 1..rng.random_range(3..=5) {
+            let name = format!("tv_chain{level}");
+            let (def, _) = gen_cascade_tview(rng, &schema, &name, &prev, k.unwrap_or(0));
+            schema.tviews.push(def);
+            prev = name;
+        }
+    }
     schema
+}
+
+/// Arrays of ids: a row with the names of the rows its array points to,
+/// or a row with the holders whose arrays contain it.
+fn gen_array_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, Option<usize>) {
+    let entity = name.trim_start_matches("tv_");
+    let Some((c, p)) = schema
+        .tables
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.array_of.map(|p| (i, p)))
+        .collect::<Vec<_>>()
+        .choose(rng)
+        .copied()
+    else {
+        return gen_join_tview(rng, schema, name);
+    };
+    let (cn, pn) = (&schema.tables[c].name, &schema.tables[p].name);
+    if rng.random_bool(0.5) {
+        (
+            format!(
+                "CREATE TABLE {name} AS SELECT c.id AS pk_{entity}, c.ids, \
+                 (SELECT array_agg(x.s ORDER BY x.id) FROM tb_{pn} x WHERE x.id = ANY (c.ids)) AS names \
+                 FROM tb_{cn} c"
+            ),
+            Some(c),
+        )
+    } else {
+        (
+            format!(
+                "CREATE TABLE {name} AS SELECT p.id AS pk_{entity}, \
+                 (SELECT count(*) FROM tb_{cn} c WHERE p.id = ANY (c.ids)) AS n, \
+                 ARRAY(SELECT c.id FROM tb_{cn} c WHERE p.id = ANY (c.ids) ORDER BY c.id) AS holders \
+                 FROM tb_{pn} p"
+            ),
+            Some(p),
+        )
+    }
+}
+
+/// LEFT JOIN LATERAL: an aggregate of a child, or its top row.
+fn gen_lateral_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, Option<usize>) {
+    let entity = name.trim_start_matches("tv_");
+    let mut pairs = Vec::new();
+    for (ci, c) in schema.tables.iter().enumerate() {
+        for (fk, p) in &c.fks {
+            pairs.push((ci, fk.clone(), *p));
+        }
+    }
+    let Some((child, fk, parent)) = pairs.choose(rng).cloned() else {
+        return gen_join_tview(rng, schema, name);
+    };
+    let (c, p) = (&schema.tables[child].name, &schema.tables[parent].name);
+    let lateral = if rng.random_bool(0.5) {
+        format!("(SELECT count(*) AS n, max(c.v) AS top FROM tb_{c} c WHERE c.{fk} = k.id) l")
+    } else {
+        format!(
+            "(SELECT c.v AS n, c.s AS top FROM tb_{c} c WHERE c.{fk} = k.id ORDER BY c.v DESC NULLS LAST, c.id LIMIT 1) l"
+        )
+    };
+    (
+        format!(
+            "CREATE TABLE {name} AS SELECT k.id AS pk_{entity}, k.s, l.n, l.top FROM tb_{p} k LEFT JOIN LATERAL {lateral} ON true"
+        ),
+        Some(parent),
+    )
+}
+
+/// UNION ALL of two tables (ids are unique across tables, so keys never collide).
+fn gen_union_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, Option<usize>) {
+    let entity = name.trim_start_matches("tv_");
+    if schema.tables.len() < 2 {
+        return gen_join_tview(rng, schema, name);
+    }
+    let a = rng.random_range(0..schema.tables.len());
+    let b = (a + rng.random_range(1..schema.tables.len())) % schema.tables.len();
+    let fa = gen_filter(rng, "a")
+        .map(|f| format!(" WHERE {f}"))
+        .unwrap_or_default();
+    (
+        format!(
+            "CREATE TABLE {name} AS SELECT a.id AS pk_{entity}, 'a' AS src, a.s FROM tb_{} a{fa} \
+             UNION ALL SELECT b.id, 'b', b.s FROM tb_{} b",
+            schema.tables[a].name, schema.tables[b].name
+        ),
+        None,
+    )
 }
 
 /// A filter on an alias, or nothing.
@@ -138,7 +252,7 @@ fn gen_filter(rng: &mut StdRng, alias: &str) -> Option<String> {
 
 /// Key table joined "up" to parents (N:1, so keys stay unique), inner or
 /// left joins, a filter, plain and JSONB columns. Returns (DDL, key table).
-fn gen_join_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, usize) {
+fn gen_join_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, Option<usize>) {
     let k = rng.random_range(0..schema.tables.len());
     let entity = name.trim_start_matches("tv_");
     let mut aliases = vec![("a0".to_string(), k)];
@@ -195,14 +309,14 @@ fn gen_join_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, usi
             cols.join(", "),
             schema.tables[k].name
         ),
-        k,
+        Some(k),
     )
 }
 
 /// A parent keyed by its id with aggregates over a child table (GROUP BY
 /// with a LEFT JOIN, or correlated subqueries), or the plain join shape
 /// when no table has a child.
-fn gen_aggregate_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, usize) {
+fn gen_aggregate_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String, Option<usize>) {
     let entity = name.trim_start_matches("tv_");
     let mut pairs = Vec::new();
     for (ci, c) in schema.tables.iter().enumerate() {
@@ -223,10 +337,31 @@ fn gen_aggregate_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String
         } else {
             ""
         };
+        // The rest of the aggregates, a random subset each time.
+        let all = [
+            "count(DISTINCT c.v) AS distinct_v",
+            "round(avg(c.v), 6) AS avg_v",
+            "min(c.s) AS min_s",
+            "bool_and(c.v > 3) AS all_big",
+            "bool_or(c.s IS NULL) AS any_null",
+            "array_agg(c.id ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL) AS ids",
+            "jsonb_object_agg(c.id::text, c.v ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL) AS by_id",
+            "array_agg(DISTINCT c.s) AS distinct_s",
+        ];
+        let mut chosen: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|_| rng.random_bool(0.5))
+            .collect();
+        if chosen.is_empty() {
+            chosen.push(all[0]);
+        }
+        let extra = chosen.join(", ");
         format!(
             "CREATE TABLE {name} AS SELECT p.id AS pk_{entity}, p.s, count(c.id) AS n, sum(c.v){filter} AS total, \
              max(c.s) AS top, string_agg(c.s, ',' ORDER BY c.id) AS list, \
-             coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'v', c.v) ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '[]') AS items \
+             coalesce(jsonb_agg(jsonb_build_object('id', c.id, 'v', c.v) ORDER BY c.id) FILTER (WHERE c.id IS NOT NULL), '[]') AS items, \
+             {extra} \
              FROM tb_{p} p LEFT JOIN tb_{c} c ON c.{fk} = p.id GROUP BY p.id, p.s{having}"
         )
     } else {
@@ -245,7 +380,7 @@ fn gen_aggregate_tview(rng: &mut StdRng, schema: &Schema, name: &str) -> (String
              FROM tb_{p} p{exists}"
         )
     };
-    (def, parent)
+    (def, Some(parent))
 }
 
 /// A TVIEW reading another TVIEW (a cascade), joined back to its key table.
@@ -255,7 +390,7 @@ fn gen_cascade_tview(
     name: &str,
     prev: &str,
     key_table: usize,
-) -> (String, usize) {
+) -> (String, Option<usize>) {
     let entity = name.trim_start_matches("tv_");
     let prev_key = format!("pk_{}", prev.trim_start_matches("tv_"));
     let kind = if rng.random_bool(0.5) {
@@ -269,7 +404,7 @@ fn gen_cascade_tview(
              FROM tb_{} k {kind} {prev} x ON x.{prev_key} = k.id",
             schema.tables[key_table].name
         ),
-        key_table,
+        Some(key_table),
     )
 }
 
@@ -307,6 +442,24 @@ fn parent_ref(rng: &mut StdRng, schema: &Schema, parent: usize) -> String {
     }
 }
 
+/// An `int[]` of 0–3 ids of table `p` (or NULL).
+fn array_value(rng: &mut StdRng, schema: &Schema, p: usize) -> String {
+    if rng.random_bool(0.1) {
+        return "NULL".into();
+    }
+    let n = rng.random_range(0..=3);
+    let elems: Vec<String> = (0..n)
+        .map(|_| {
+            format!(
+                "(SELECT id FROM tb_{} WHERE id >= {} ORDER BY id LIMIT 1)",
+                schema.tables[p].name,
+                rng.random_range(0..40)
+            )
+        })
+        .collect();
+    format!("ARRAY[{}]::int[]", elems.join(", "))
+}
+
 fn gen_stmt(rng: &mut StdRng, schema: &Schema, next_id: &mut i64) -> Stmt {
     let ti = rng.random_range(0..schema.tables.len());
     let t = &schema.tables[ti];
@@ -332,12 +485,16 @@ fn gen_stmt(rng: &mut StdRng, schema: &Schema, next_id: &mut i64) -> Stmt {
                 for (_, p) in &t.fks {
                     vals.push(parent_ref(rng, schema, *p));
                 }
+                if let Some(p) = t.array_of {
+                    vals.push(array_value(rng, schema, p));
+                }
                 values.push(format!("({})", vals.join(", ")));
             }
             let cols: Vec<String> = ["id", "v", "s"]
                 .iter()
                 .map(|c| c.to_string())
                 .chain(t.fks.iter().map(|(c, _)| c.clone()))
+                .chain(t.array_of.map(|_| "ids".to_string()))
                 .collect();
             Stmt::Sql(format!(
                 "INSERT INTO {tb} ({}) VALUES {}",
@@ -346,7 +503,19 @@ fn gen_stmt(rng: &mut StdRng, schema: &Schema, next_id: &mut i64) -> Stmt {
             ))
         }
         30..=49 => {
-            let set = match rng.random_range(0..3) {
+            let set = match rng.random_range(0..if t.array_of.is_some() { 5 } else { 3 }) {
+                3 => match t.array_of {
+                    Some(p) => format!(
+                        "ids = array_append(ids, (SELECT id FROM tb_{} WHERE id >= {} ORDER BY id LIMIT 1))",
+                        schema.tables[p].name,
+                        rng.random_range(0..40)
+                    ),
+                    None => "v = v".into(),
+                },
+                4 => match t.array_of {
+                    Some(p) => format!("ids = {}", array_value(rng, schema, p)),
+                    None => "v = v".into(),
+                },
                 0 => format!("v = coalesce(v, 0) + {}", rng.random_range(1..4)),
                 1 => format!("s = {}", s_val(rng)),
                 _ => format!("v = {}, s = {}", rng.random_range(0..10), s_val(rng)),

@@ -1036,14 +1036,13 @@ async fn stress_random_transactions() {
 /// TVIEW did not exist for it); the CREATE commits without W's post.
 ///
 /// (b) A second TVIEW over tb_post, whose capture triggers already exist:
-/// the CREATE takes no lock that conflicts with W at all. W inserts a post
-/// (its registry has no tv_title yet), the CREATE commits, W commits:
-/// nothing ever adds W's post to tv_title.
+/// W inserts a post (its registry has no tv_title yet); without more, the
+/// CREATE would commit and nothing would ever add W's post to tv_title.
+///
+/// The CREATE now locks every source against writes at command end
+/// (waiting for W) and refills the table from a fresh snapshot when its
+/// own snapshot may have missed a commit; both cases end exact.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: CREATE TABLE tv_x AS beside an uncommitted writer of a source leaves tv_x permanently \
-            missing that writer's rows: the TVIEW is populated from the CREATE statement's snapshot, \
-            and the writer, whose capture ran before the TVIEW existed, queues nothing for it \
-            (ext/src/ddl.rs finish_create: no repopulation after the source locks are taken)"]
 async fn create_tview_beside_uncommitted_writer() {
     run(|| async {
         // (a)
@@ -1065,9 +1064,13 @@ async fn create_tview_beside_uncommitted_writer() {
         let c = Session::open(&db, "C").await?;
         w.exec("BEGIN; INSERT INTO tb_post (fk_user, title) VALUES (2, 'by W')")
             .await?;
-        c.exec("SET lock_timeout = '5s'; CREATE TABLE tv_title WITH (tviews.key = 'pk_post') AS SELECT p.pk_post, p.title FROM tb_post p")
-            .await?;
+        let mut create = c.spawn(
+            "CREATE TABLE tv_title WITH (tviews.key = 'pk_post') AS SELECT p.pk_post, p.title FROM tb_post p",
+        );
+        let event = wait_blocked(&db.client, &c, w.pid, &mut create).await?;
+        ensure!(event == "relation", "CREATE waits on {event}");
         w.exec("COMMIT").await?;
+        join(create, "CREATE").await??;
         let b = db.assert_exact().await;
         if a.is_err() || b.is_err() {
             bail!(
