@@ -9,6 +9,7 @@ pub mod analyze;
 pub mod catalog;
 pub mod error;
 pub mod graph;
+pub mod locks;
 pub mod node;
 pub mod plan;
 pub mod sql;

@@ -245,3 +245,41 @@ fn union_all_branches_each_have_a_key() {
     let err = run("bad_union", "tv_bad_union", Some("pk_post")).unwrap_err();
     assert!(err.hint().unwrap_or_default().contains("UNION ALL"));
 }
+
+#[test]
+fn lock_plans_cover_every_link() {
+    use tviews_core::locks::{link_columns, lock_plan};
+    let a = run("comment", "tv_comment", None).unwrap();
+    let plan = refresh_plan(names("tv_comment"), &a);
+    let lp = lock_plan(&a, &plan);
+    assert_eq!(lp.start_targets.len(), plan.paths.len());
+    assert_eq!(lp.reverse.len(), plan.paths.len());
+    // The org path is three hops: its forward query reports two levels.
+    let org = plan
+        .paths
+        .iter()
+        .position(|p| p.path.hops.len() == 3)
+        .unwrap();
+    assert_eq!(lp.forward[org].as_ref().unwrap().levels.len(), 2);
+    assert_eq!(lp.reverse[org].levels.len(), 3);
+    insta::assert_json_snapshot!("comment_locks", lp);
+    // Writers of tb_post lock pk_post (the key side of paths) and fk_user
+    // (the link to users).
+    let links = link_columns([&lp]);
+    let post = plan
+        .paths
+        .iter()
+        .find(|p| p.path.hops.iter().any(|h| h.name == "tb_post"))
+        .unwrap()
+        .path
+        .hops
+        .iter()
+        .find(|h| h.name == "tb_post")
+        .unwrap()
+        .relation;
+    let cols: Vec<&str> = links[&post].iter().map(|t| t.column.as_str()).collect();
+    assert!(
+        cols.contains(&"pk_post") && cols.contains(&"fk_user"),
+        "{cols:?}"
+    );
+}
