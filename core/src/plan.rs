@@ -58,6 +58,11 @@ pub struct RefreshPlan {
     pub apply_keys: String,
     /// No parameter: the same for every key (full rebuild).
     pub apply_all: String,
+    /// `$1 text[]` keys → one text: a digest of the definition's rows for
+    /// those keys (REPEATABLE READ compares it across two snapshots).
+    pub digest_keys: String,
+    /// The same over every row.
+    pub digest_all: String,
     /// One per join path, in the order of [`RefreshPlan::paths`]:
     /// `$1 text[]` start values → rows of one text column, the keys.
     pub derive: Vec<String>,
@@ -79,6 +84,9 @@ pub enum SlotUse {
     Start { tview: usize, path: usize },
     /// Any change rebuilds the TVIEW.
     Full { tview: usize },
+    /// Values of a link column the writer locks (index into
+    /// [`CapturePlan::links`]).
+    Link { column: usize },
 }
 
 /// The capture statements of one source relation, for all TVIEWs reading it.
@@ -89,6 +97,8 @@ pub struct CapturePlan {
     pub slots: Vec<Vec<SlotUse>>,
     /// TVIEWs rebuilt in full on any change of this source.
     pub full: Vec<usize>,
+    /// Link columns of the source whose values a writer locks.
+    pub links: Vec<crate::locks::Target>,
     pub on_insert: Option<String>,
     pub on_update: Option<String>,
     pub on_delete: Option<String>,
@@ -134,6 +144,14 @@ pub fn refresh_plan(names: TviewNames, analysis: &Analysis) -> RefreshPlan {
         &format!("t.{key} = ANY {keys_param} AND "),
     );
     let apply_all = apply("", "");
+    let digest = |restrict: &str| {
+        format!(
+            "SELECT count(*)::pg_catalog.text || ':' || coalesce(pg_catalog.md5(pg_catalog.string_agg(ROW(v.*)::pg_catalog.text, ',' \
+             ORDER BY ROW(v.*)::pg_catalog.text)), '') FROM {view} AS v{restrict}"
+        )
+    };
+    let digest_keys = digest(&format!(" WHERE v.{key} = ANY {keys_param}"));
+    let digest_all = digest("");
 
     let mut paths = Vec::new();
     let mut derive = Vec::new();
@@ -154,6 +172,8 @@ pub fn refresh_plan(names: TviewNames, analysis: &Analysis) -> RefreshPlan {
         key_type,
         apply_keys,
         apply_all,
+        digest_keys,
+        digest_all,
         derive,
         paths,
     }
@@ -233,7 +253,11 @@ fn start_expr(path: &KeyPath, cast: Option<&str>) -> String {
 
 /// Builds the capture plan of one source for the TVIEWs reading it.
 /// `readers` pairs each TVIEW's index with its analysis and plan.
-pub fn capture_plan(source: Oid, readers: &[(usize, &Analysis, &RefreshPlan)]) -> CapturePlan {
+pub fn capture_plan(
+    source: Oid,
+    readers: &[(usize, &Analysis, &RefreshPlan)],
+    links: &[crate::locks::Target],
+) -> CapturePlan {
     // Distinct value expressions over the transition rows, and their users.
     let mut exprs: Vec<String> = Vec::new();
     let mut slots: Vec<Vec<SlotUse>> = Vec::new();
@@ -284,6 +308,18 @@ pub fn capture_plan(source: Oid, readers: &[(usize, &Analysis, &RefreshPlan)]) -
             }
         }
     }
+    for (i, t) in links.iter().enumerate() {
+        let col = ident(&t.column);
+        let value = if t.array {
+            format!("pg_catalog.unnest({col})")
+        } else {
+            col
+        };
+        slot_for(
+            format!("({value})::pg_catalog.text"),
+            SlotUse::Link { column: i },
+        );
+    }
     let select = |tables: &[&str]| -> Option<String> {
         if exprs.is_empty() {
             return None;
@@ -309,5 +345,6 @@ pub fn capture_plan(source: Oid, readers: &[(usize, &Analysis, &RefreshPlan)]) -
         on_delete: select(&[OLD_TABLE]),
         slots,
         full,
+        links: links.to_vec(),
     }
 }

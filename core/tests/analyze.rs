@@ -115,13 +115,22 @@ fn capture_plan_merges_readers() {
         .find(|s| s.name == "tb_user")
         .unwrap()
         .relation;
+    let locks = [
+        tviews_core::locks::lock_plan(&post, &post_plan),
+        tviews_core::locks::lock_plan(&comment, &comment_plan),
+    ];
+    let links = tviews_core::locks::link_columns(locks.iter());
+    let user_links: Vec<_> = links[&users].iter().cloned().collect();
     let cap = capture_plan(
         users,
         &[(0, &post, &post_plan), (1, &comment, &comment_plan)],
+        &user_links,
     );
-    // One expression (pk_user as text) serves three paths.
-    assert_eq!(cap.slots.len(), 1);
-    assert_eq!(cap.slots[0].len(), 3);
+    // One expression (pk_user as text) serves three paths and the lock of
+    // the writer on tb_user.pk_user; fk_org (the link to orgs) is locked too.
+    assert_eq!(cap.slots.len(), 2);
+    assert_eq!(cap.slots[0].len(), 4);
+    assert_eq!(cap.links.len(), 2);
     insta::assert_json_snapshot!("users_capture", cap);
 }
 

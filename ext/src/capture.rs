@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 
 use crate::error::raise_with;
 use crate::registry::{self, prepared};
-use crate::{queue, security, spi, stats};
+use crate::{queue, security, stats};
 use tviews_core::plan::SlotUse;
 
 #[unsafe(no_mangle)]
@@ -64,6 +64,7 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
         for t in &source.readers {
             queue::mark_full(*t);
         }
+        queue::add_whole_write(relid, true);
         return;
     }
     // SAFETY: the tuplestores belong to this trigger call.
@@ -82,6 +83,9 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
     }
     for t in &source.plan.full {
         queue::mark_full(source.readers[*t]);
+    }
+    if !source.plan.full.is_empty() {
+        queue::add_whole_write(relid, false);
     }
     let (sql, cell) = match op {
         pg_sys::TRIGGER_EVENT_INSERT => (&source.plan.on_insert, &source.on_insert),
@@ -102,8 +106,8 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
         Spi::connect_mut(|client| {
             // SAFETY: registers this call's transition tables with SPI.
             unsafe { pg_sys::SPI_register_trigger_data(td) };
-            let stmt = prepared(cell, client, sql, &[]);
-            spi::rows_prepared(client, stmt, &[])
+            let _ = client;
+            prepared(cell, sql, &[]).run(&[], None)
         })
     });
     let mut per_slot: Vec<Vec<String>> = vec![Vec::new(); source.plan.slots.len()];
@@ -133,6 +137,11 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
                     }
                 }
                 SlotUse::Full { tview } => queue::mark_full(source.readers[tview]),
+                SlotUse::Link { column } => {
+                    if let Some(t) = source.plan.links.get(column) {
+                        queue::add_links(relid, &t.column, values.iter().cloned());
+                    }
+                }
             }
         }
     }

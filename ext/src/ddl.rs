@@ -404,11 +404,6 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
                     spi::text_array(settings),
                 ],
             );
-            spi::run(
-                client,
-                "INSERT INTO tviews.refresh_lock (relid) VALUES ($1) ON CONFLICT DO NOTHING",
-                &[spi::oid_arg(relid)],
-            );
         });
         stale
     });
@@ -551,24 +546,18 @@ fn validate(relid: pg_sys::Oid, refill: bool) {
             "a new TVIEW is missing from the registry".into(),
         ))
     };
-    Spi::connect_mut(|client| {
+    Spi::connect_mut(|_client| {
         security::as_user(tv.owner, true, || {
             security::with_settings(&tv.settings, || {
-                prepared(
-                    &tv.apply_keys,
-                    client,
-                    &tv.plan.apply_keys,
-                    &[pg_sys::TEXTARRAYOID],
-                );
-                prepared(&tv.apply_all, client, &tv.plan.apply_all, &[]);
+                prepared(&tv.apply_keys, &tv.plan.apply_keys, &[pg_sys::TEXTARRAYOID]);
+                prepared(&tv.apply_all, &tv.plan.apply_all, &[]);
                 for (cell, sql) in tv.derive.iter().zip(&tv.plan.derive) {
-                    prepared(cell, client, sql, &[pg_sys::TEXTARRAYOID]);
+                    prepared(cell, sql, &[pg_sys::TEXTARRAYOID]);
                 }
                 if refill {
                     // A fresh snapshot (READ COMMITTED) sees what the
                     // writers we waited for committed.
-                    let stmt = prepared(&tv.apply_all, client, &tv.plan.apply_all, &[]);
-                    spi::rows_prepared(client, stmt, &[]);
+                    prepared(&tv.apply_all, &tv.plan.apply_all, &[]).run(&[], None);
                 }
             })
         })
@@ -675,14 +664,11 @@ unsafe fn on_sql_drop(fcinfo: pg_sys::FunctionCallInfo) {
             spi::rows(
                 client,
                 "WITH dropped AS (SELECT objid FROM pg_catalog.pg_event_trigger_dropped_objects()
-                                  WHERE object_type IN ('table', 'view')),
-                      gone AS (DELETE FROM tviews.tview
-                               WHERE relid::pg_catalog.oid IN (SELECT objid FROM dropped)
-                                  OR defview::pg_catalog.oid IN (SELECT objid FROM dropped)
-                               RETURNING relid::pg_catalog.oid AS relid)
-                 DELETE FROM tviews.refresh_lock WHERE relid IN (SELECT relid FROM gone)
-                    OR relid IN (SELECT objid FROM dropped)
-                 RETURNING relid::pg_catalog.text",
+                                  WHERE object_type IN ('table', 'view'))
+                 DELETE FROM tviews.tview
+                 WHERE relid::pg_catalog.oid IN (SELECT objid FROM dropped)
+                    OR defview::pg_catalog.oid IN (SELECT objid FROM dropped)
+                 RETURNING relid::pg_catalog.oid::pg_catalog.text",
                 &[],
             )
         });

@@ -1,33 +1,57 @@
 //! Flush: turn the queue into TVIEW rows (DESIGN.md §4–6).
 //!
 //! TVIEWs are refreshed one at a time in the global flush order
-//! (dependencies first), each with a constant number of statements:
-//! 1. take the TVIEW's refresh lock (held to commit: see "Concurrency" in
-//!    docs/ARCHITECTURE.md);
-//! 2. derive keys from join-path start values, in a fresh snapshot taken
-//!    after the lock, so rows committed by the previous holder are seen;
+//! (dependencies first). Before anything is computed, value locks are
+//! taken (see locks.rs): exclusive on the link values of every row this
+//! transaction changed, shared on every value the refresh will follow.
+//! Then, in fresh snapshots:
+//! 1. derive keys from join-path start values;
+//! 2. check that every value the keys link to is locked (otherwise lock it
+//!    and derive again);
 //! 3. apply: recompute the keys, delete, upsert, skip identical rows.
 //!
 //! Writes to a TVIEW fire the capture triggers of TVIEWs that read it, so
 //! cascades queue themselves and are refreshed later in the same loop.
+//! Under REPEATABLE READ and SERIALIZABLE nothing waits (a held lock
+//! raises 40001), and the derived keys and recomputed rows are compared
+//! with what the latest committed state gives: if they differ, another
+//! transaction committed something this one cannot see, and it fails with
+//! 40001 rather than write rows its snapshot cannot justify.
 
-use std::panic::AssertUnwindSafe;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
 
 use crate::error::raise_with;
+use crate::locks::{Mode, Request};
 use crate::queue::{self, Work};
-use crate::registry::{self, LOCK_NOWAIT_SQL, LOCK_SQL, Registry, prepared};
+use crate::registry::{self, Registry, Tview, prepared};
+use crate::security;
+use crate::spi::Arg;
 use crate::stats::{self, Counters};
-use crate::{security, spi};
+
+/// Rounds of "lock what the keys link to, derive again" before giving up.
+const MAX_LOCK_ROUNDS: usize = 8;
 
 /// Refreshes everything queued, cascades included, until the queue is empty.
+///
+/// Each round takes the work of every TVIEW with something queued, and
+/// first takes, in one sorted request, the exclusive locks of this
+/// transaction's writes and an estimate of the shared locks each refresh
+/// will need (its derive and reverse statements run before locking). Two
+/// flushes taking their locks in one global order cannot deadlock; the
+/// refreshes then verify, in fresh snapshots, that nothing they read was
+/// left unlocked (adding locks if needed, rarely).
 pub fn flush_pending() {
+    // Catch up with DDL committed by others since our last statement (a
+    // dropped TVIEW, a replaced definition): the registry must see it.
+    // SAFETY: processes pending invalidation messages, as any lock does.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     loop {
         let pending = queue::pending();
         if pending.is_empty() {
+            lock_writes(Request::default());
             queue::clear();
             return;
         }
@@ -35,38 +59,68 @@ pub fn flush_pending() {
             queue::clear();
             return;
         };
-        let next = pending
-            .iter()
-            .filter_map(|relid| reg.index.get(relid).map(|i| (*i, *relid)))
-            .min_by_key(|(i, _)| *i);
-        match next {
-            Some((idx, relid)) => {
-                let work = queue::take(relid).unwrap_or_default();
-                flush_one(&reg, idx, work);
-            }
-            None => {
-                // Queued for TVIEWs that no longer exist (dropped in this
-                // transaction): nothing to refresh.
-                for relid in pending {
+        let mut batch: Vec<(usize, Work)> = Vec::new();
+        for relid in pending {
+            match reg.index.get(&relid) {
+                Some(i) => batch.push((*i, queue::take(relid).unwrap_or_default())),
+                // Queued for a TVIEW dropped in this transaction.
+                None => {
                     queue::take(relid);
                 }
             }
         }
+        batch.sort_by_key(|(i, _)| *i);
+        let jobs: Vec<(usize, Job)> = batch
+            .into_iter()
+            .map(|(i, w)| (i, Job::new(&reg.tviews[i], w)))
+            .collect();
+        let mut req = Request::default();
+        let mut counters: Vec<Counters> = jobs.iter().map(|_| Counters::default()).collect();
+        Spi::connect_mut(|_client| {
+            for ((i, job), c) in jobs.iter().zip(counters.iter_mut()) {
+                let tv = &reg.tviews[*i];
+                security::as_user(tv.owner, tv.restricted, || job.estimate(tv, &mut req, c));
+            }
+        });
+        lock_writes(req);
+        for ((i, job), c) in jobs.into_iter().zip(counters) {
+            flush_one(&reg, i, job, c);
+        }
     }
 }
 
-fn flush_one(reg: &Registry, idx: usize, work: Work) {
+fn strict_isolation() -> bool {
+    // SAFETY: reading a backend-global integer.
+    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
+}
+
+/// Exclusive locks on the link values of every row this transaction
+/// changed (captured by the triggers, old and new images).
+fn lock_writes(mut req: Request) {
+    let (written, truncated) = queue::take_whole_writes();
+    for rel in written {
+        req.intent(rel, Mode::Exclusive);
+    }
+    for rel in truncated {
+        req.relation(rel, Mode::Exclusive);
+    }
+    let links = queue::take_links();
+    for ((rel, column), values) in &links {
+        for v in values {
+            req.value(*rel, column, v, Mode::Exclusive);
+        }
+    }
+    if req.len() > 0 {
+        req.acquire(strict_isolation());
+    }
+}
+
+fn flush_one(reg: &Registry, idx: usize, job: Job, mut c: Counters) {
     let tv = &reg.tviews[idx];
     let started = Instant::now();
-    let mut c = Counters {
-        refreshes: 1,
-        ..Counters::default()
-    };
-    Spi::connect_mut(|client| {
-        lock(client, reg, tv.relid, &mut c);
-        security::as_user(tv.owner, tv.restricted, || {
-            security::with_settings(&tv.settings, || apply(client, reg, idx, work, &mut c))
-        });
+    c.refreshes = 1;
+    Spi::connect_mut(|_client| {
+        security::as_user(tv.owner, tv.restricted, || job.refresh(tv, &mut c));
     });
     c.time = started.elapsed();
     crate::shmem::record_flush(
@@ -77,96 +131,327 @@ fn flush_one(reg: &Registry, idx: usize, work: Work) {
     stats::record_refresh(tv.relid, c);
 }
 
-fn repeatable_read() -> bool {
-    // SAFETY: reading a backend-global integer.
-    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
+/// Settings for the lock-level statements: the TVIEW's, plus the
+/// transport settings when values' text depends on settings (so they
+/// match the text the capture triggers produced).
+fn lock_settings(tv: &Tview) -> Vec<(String, String)> {
+    let mut s = tv.settings.clone();
+    if tv.lock_transport {
+        s.extend(security::transport_settings());
+    }
+    s
 }
 
-/// Takes the TVIEW's refresh lock, as the extension owner (the lock table
-/// is ours, not the writer's).
-fn lock(client: &mut SpiClient<'_>, reg: &Registry, relid: pg_sys::Oid, c: &mut Counters) {
-    let safe = vec![(
-        "search_path".to_string(),
-        security::SAFE_SEARCH_PATH.to_string(),
-    )];
-    security::as_user(reg.ext_owner, false, || {
-        security::with_settings(&safe, || {
-            if repeatable_read() {
-                let stmt = prepared(
-                    &reg.lock_nowait_stmt,
-                    client,
-                    LOCK_NOWAIT_SQL,
-                    &[pg_sys::OIDOID],
-                );
-                let mut client = AssertUnwindSafe(&mut *client);
-                PgTryBuilder::new(AssertUnwindSafe(|| {
-                    spi::rows_prepared(&mut client, stmt, &[spi::oid_arg(relid)]);
-                }))
-                .catch_when(PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE, |_| {
-                    raise_with(
-                        "40001",
-                        "could not serialize access due to a concurrent refresh of the same TVIEW",
-                        Some("Another transaction is refreshing this TVIEW; under REPEATABLE READ this transaction could not see its result.".into()),
-                        Some("Retry the transaction.".into()),
-                    )
-                })
-                .execute();
-                c.statements += 1;
+/// One TVIEW's work in a flush round, parsed from its queue entry.
+struct Job {
+    full: bool,
+    direct: BTreeSet<String>,
+    /// Start values per join path (index into the plan's derive statements).
+    starts: HashMap<usize, Vec<String>>,
+}
+
+impl Job {
+    fn new(tv: &Tview, work: Work) -> Job {
+        let mut full = work.full;
+        let mut starts: HashMap<usize, Vec<String>> = HashMap::new();
+        if !full {
+            for (sql, values) in work.starts {
+                if values.is_empty() {
+                    continue;
+                }
+                match tv.plan.derive.iter().position(|d| *d == sql) {
+                    Some(i) => starts.entry(i).or_default().extend(values),
+                    None => {
+                        // The plan changed under us (DDL in this transaction).
+                        full = true;
+                        break;
+                    }
+                }
             }
-            let stmt = prepared(&reg.lock_stmt, client, LOCK_SQL, &[pg_sys::OIDOID]);
-            spi::rows_prepared(client, stmt, &[spi::oid_arg(relid)]);
+        }
+        Job {
+            full,
+            direct: work.keys.into_iter().collect(),
+            starts,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.full && self.direct.is_empty() && self.starts.is_empty()
+    }
+
+    /// Adds the shared locks this refresh will likely need to `req`,
+    /// computing them without locks (they are verified after locking).
+    fn estimate(&self, tv: &Tview, req: &mut Request, c: &mut Counters) {
+        if self.is_empty() {
+            return;
+        }
+        if self.full {
+            for s in &tv.analysis.sources {
+                req.relation(s.relation, Mode::Share);
+            }
+            return;
+        }
+        for rel in &tv.locks.whole {
+            req.relation(*rel, Mode::Share);
+        }
+        let mut keys = self.direct.clone();
+        if !self.starts.is_empty() {
+            let fwd =
+                security::with_settings(&lock_settings(tv), || forward_values(tv, &self.starts, c));
+            add_shared(req, fwd);
+            keys.extend(security::with_settings(&tv.settings, || {
+                derive(tv, &self.starts, None, c)
+            }));
+        }
+        if !keys.is_empty() {
+            let rev = security::with_settings(&lock_settings(tv), || reverse_values(tv, &keys, c));
+            add_shared(req, rev);
+        }
+    }
+
+    fn refresh(self, tv: &Tview, c: &mut Counters) {
+        if self.is_empty() {
+            return;
+        }
+        let strict = strict_isolation();
+        if self.full {
+            refresh_all(tv, strict, c);
+            return;
+        }
+        let lock = |values: Vec<(tviews_core::locks::Target, String)>| -> usize {
+            let mut req = Request::default();
+            add_shared(&mut req, values);
+            req.acquire(strict)
+        };
+        let starts = &self.starts;
+
+        // Phase A: every value deriving follows is locked (start values,
+        // values found beyond the first hop); derive in a fresh snapshot
+        // taken after the locks; again if the values found were not all
+        // locked yet.
+        let mut keys: BTreeSet<String> = self.direct;
+        if !starts.is_empty() {
+            let mut derived = BTreeSet::new();
+            for round in 0..=MAX_LOCK_ROUNDS {
+                let values =
+                    security::with_settings(&lock_settings(tv), || forward_values(tv, starts, c));
+                if lock(values) == 0 && round > 0 {
+                    break;
+                }
+                if round == MAX_LOCK_ROUNDS {
+                    kept_changing(tv);
+                }
+                derived = security::with_settings(&tv.settings, || derive(tv, starts, None, c));
+            }
+            keys.extend(derived);
+        }
+        if keys.is_empty() {
+            return;
+        }
+
+        // Phase B: every value linking the keys back to the sources is
+        // locked; checked again in a fresh snapshot after any new lock.
+        for round in 0..=MAX_LOCK_ROUNDS {
+            let values =
+                security::with_settings(&lock_settings(tv), || reverse_values(tv, &keys, c));
+            if lock(values) == 0 {
+                break;
+            }
+            if round == MAX_LOCK_ROUNDS {
+                kept_changing(tv);
+            }
+        }
+        if strict {
+            check_snapshot(tv, starts, &keys, c);
+        }
+        c.keys += keys.len() as i64;
+        let result = security::with_settings(&tv.settings, || {
+            guard_definition_errors(&tv.names.display(), &tv.plan.key, || {
+                prepared(&tv.apply_keys, &tv.plan.apply_keys, &[pg_sys::TEXTARRAYOID])
+                    .run(&[Arg::TextArray(keys.iter().cloned().collect())], None)
+            })
+        });
+        c.statements += 1;
+        count_result(&result, c);
+    }
+}
+
+fn add_shared(req: &mut Request, values: Vec<(tviews_core::locks::Target, String)>) {
+    for (t, v) in values {
+        req.value(t.relation, &t.column, &v, Mode::Share);
+    }
+}
+
+/// Values deriving follows: start values on their targets, and the
+/// values found beyond the first hop of longer paths.
+fn forward_values(
+    tv: &Tview,
+    starts: &HashMap<usize, Vec<String>>,
+    c: &mut Counters,
+) -> Vec<(tviews_core::locks::Target, String)> {
+    let mut out = Vec::new();
+    for (path, values) in starts {
+        for t in &tv.locks.start_targets[*path] {
+            out.extend(values.iter().map(|v| (t.clone(), v.clone())));
+        }
+        if let (Some(Some(q)), Some(cell)) = (tv.locks.forward.get(*path), tv.forward.get(*path)) {
+            let rows = prepared(cell, &q.sql, &[pg_sys::TEXTARRAYOID])
+                .run(&[Arg::TextArray(values.clone())], None);
             c.statements += 1;
+            push_levels(&rows, &q.levels, &mut out);
+        }
+    }
+    out
+}
+
+/// Values the recompute of `keys` reads through: the keys on the key
+/// targets, and the values linking them back to every source.
+fn reverse_values(
+    tv: &Tview,
+    keys: &BTreeSet<String>,
+    c: &mut Counters,
+) -> Vec<(tviews_core::locks::Target, String)> {
+    let mut out = Vec::new();
+    for t in &tv.locks.key_targets {
+        out.extend(keys.iter().map(|k| (t.clone(), k.clone())));
+    }
+    let key_arg = [Arg::TextArray(keys.iter().cloned().collect())];
+    for (q, cell) in tv.locks.reverse.iter().zip(&tv.reverse) {
+        let rows = prepared(cell, &q.sql, &[pg_sys::TEXTARRAYOID]).run(&key_arg, None);
+        c.statements += 1;
+        push_levels(&rows, &q.levels, &mut out);
+    }
+    out
+}
+
+fn kept_changing(tv: &Tview) -> ! {
+    raise_with(
+        "40001",
+        "could not serialize access: the rows a TVIEW refresh reads kept changing",
+        Some(format!(
+            "TVIEW {}: concurrent writers changed the links of its keys in {MAX_LOCK_ROUNDS} rounds in a row.",
+            tv.names.display()
+        )),
+        Some("Retry the transaction.".into()),
+    )
+}
+
+fn push_levels(
+    rows: &[Vec<Option<String>>],
+    levels: &[Vec<tviews_core::locks::Target>],
+    out: &mut Vec<(tviews_core::locks::Target, String)>,
+) {
+    for r in rows {
+        let (Some(Some(l)), Some(Some(v))) = (r.first(), r.get(1)) else {
+            continue;
+        };
+        let Some(targets) = l.parse::<usize>().ok().and_then(|l| levels.get(l)) else {
+            continue;
+        };
+        out.extend(targets.iter().map(|t| (t.clone(), v.clone())));
+    }
+}
+
+/// Keys from start values, each join path's statement in a fresh snapshot
+/// (or in `snapshot`).
+fn derive(
+    tv: &Tview,
+    starts: &HashMap<usize, Vec<String>>,
+    snapshot: Option<pg_sys::Snapshot>,
+    c: &mut Counters,
+) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for (path, values) in starts {
+        let rows = prepared(
+            &tv.derive[*path],
+            &tv.plan.derive[*path],
+            &[pg_sys::TEXTARRAYOID],
+        )
+        .run(&[Arg::TextArray(values.clone())], snapshot);
+        c.statements += 1;
+        keys.extend(
+            rows.into_iter()
+                .filter_map(|r| r.into_iter().next().flatten()),
+        );
+    }
+    keys
+}
+
+/// REPEATABLE READ / SERIALIZABLE: the keys and rows computed in the
+/// transaction's snapshot must be what the latest committed state gives.
+fn check_snapshot(
+    tv: &Tview,
+    starts: &HashMap<usize, Vec<String>>,
+    keys: &BTreeSet<String>,
+    c: &mut Counters,
+) {
+    security::with_settings(&tv.settings, || {
+        // SAFETY: a registered copy of the latest snapshot, unregistered below.
+        let latest = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()) };
+        let fresh_keys = derive(tv, starts, Some(latest), c);
+        let mine_keys = derive(tv, starts, None, c);
+        let arg = [Arg::TextArray(keys.iter().cloned().collect())];
+        let digest = prepared(
+            &tv.digest_keys,
+            &tv.plan.digest_keys,
+            &[pg_sys::TEXTARRAYOID],
+        );
+        let fresh = digest.run(&arg, Some(latest));
+        let mine = digest.run(&arg, None);
+        c.statements += 4;
+        // SAFETY: registered above.
+        unsafe { pg_sys::UnregisterSnapshot(latest) };
+        if fresh_keys != mine_keys || fresh != mine {
+            serialization_failure(tv);
+        }
+    });
+}
+
+fn serialization_failure(tv: &Tview) -> ! {
+    raise_with(
+        "40001",
+        "could not serialize access due to a concurrent update of a TVIEW's sources",
+        Some(format!(
+            "TVIEW {}: a transaction that committed after this one's snapshot changed rows this refresh reads.",
+            tv.names.display()
+        )),
+        Some("Retry the transaction.".into()),
+    )
+}
+
+/// A full rebuild reads every source: lock them all, shared.
+fn refresh_all(tv: &Tview, strict: bool, c: &mut Counters) {
+    let mut req = Request::default();
+    for s in &tv.analysis.sources {
+        req.relation(s.relation, Mode::Share);
+    }
+    req.acquire(strict);
+    c.full_rebuilds += 1;
+    if strict {
+        security::with_settings(&tv.settings, || {
+            // SAFETY: as in check_snapshot.
+            let latest = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()) };
+            let digest = prepared(&tv.digest_all, &tv.plan.digest_all, &[]);
+            let fresh = digest.run(&[], Some(latest));
+            let mine = digest.run(&[], None);
+            unsafe { pg_sys::UnregisterSnapshot(latest) };
+            c.statements += 2;
+            if fresh != mine {
+                serialization_failure(tv);
+            }
+        });
+    }
+    let result = security::with_settings(&tv.settings, || {
+        guard_definition_errors(&tv.names.display(), &tv.plan.key, || {
+            prepared(&tv.apply_all, &tv.plan.apply_all, &[]).run(&[], None)
         })
     });
+    c.statements += 1;
+    count_result(&result, c);
 }
 
-fn apply(client: &mut SpiClient<'_>, reg: &Registry, idx: usize, work: Work, c: &mut Counters) {
-    let tv = &reg.tviews[idx];
-    let mut keys = work.keys;
-    let mut full = work.full;
-    if !full {
-        for (sql, values) in work.starts {
-            if values.is_empty() {
-                continue;
-            }
-            let Some(i) = tv.plan.derive.iter().position(|d| *d == sql) else {
-                // The plan changed under us (DDL in this transaction).
-                full = true;
-                break;
-            };
-            let stmt = prepared(&tv.derive[i], client, &sql, &[pg_sys::TEXTARRAYOID]);
-            let rows = spi::rows_prepared(
-                client,
-                stmt,
-                &[spi::text_array(values.into_iter().collect())],
-            );
-            keys.extend(
-                rows.into_iter()
-                    .filter_map(|r| r.into_iter().next().flatten()),
-            );
-            c.statements += 1;
-        }
-    }
-    if !full && keys.is_empty() {
-        return;
-    }
-    c.keys += keys.len() as i64;
-    let result = guard_definition_errors(&tv.names.display(), &tv.plan.key, || {
-        if full {
-            c.full_rebuilds += 1;
-            let stmt = prepared(&tv.apply_all, client, &tv.plan.apply_all, &[]);
-            spi::rows_prepared(client, stmt, &[])
-        } else {
-            let stmt = prepared(
-                &tv.apply_keys,
-                client,
-                &tv.plan.apply_keys,
-                &[pg_sys::TEXTARRAYOID],
-            );
-            spi::rows_prepared(client, stmt, &[spi::text_array(keys.into_iter().collect())])
-        }
-    });
-    c.statements += 1;
+fn count_result(result: &[Vec<Option<String>>], c: &mut Counters) {
     let n = |i: usize| -> i64 {
         result
             .first()
@@ -184,7 +469,7 @@ fn apply(client: &mut SpiClient<'_>, reg: &Registry, idx: usize, work: Work, c: 
 /// Turns the errors a definition can cause at refresh time into errors
 /// that name the TVIEW.
 fn guard_definition_errors<R>(tview: &str, key: &str, f: impl FnOnce() -> R) -> R {
-    PgTryBuilder::new(AssertUnwindSafe(f))
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(f))
         .catch_when(PgSqlErrorCode::ERRCODE_CARDINALITY_VIOLATION, |_| {
             raise_with(
                 "21000",
@@ -192,10 +477,7 @@ fn guard_definition_errors<R>(tview: &str, key: &str, f: impl FnOnce() -> R) -> 
                 Some(format!(
                     "Each value of the key column \"{key}\" must appear at most once in the definition's result."
                 )),
-                Some(
-                    "Make the key unique (join on a unique column, or GROUP BY the key), or choose another key column."
-                        .into(),
-                ),
+                Some("Make the key unique (join on a unique column, or GROUP BY the key), or choose another key column.".into()),
             )
         })
         .catch_when(PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION, |e| {

@@ -15,6 +15,7 @@ mod ddl;
 mod error;
 mod flush;
 mod introspect;
+mod locks;
 mod queue;
 mod registry;
 mod security;
@@ -70,14 +71,6 @@ COMMENT ON TABLE tviews.tview IS 'pg_tviews catalog: one row per TVIEW';
 GRANT SELECT ON tviews.tview TO PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('tviews.tview', '');
 
--- The per-TVIEW refresh lock: a flush updates its row and holds it until
--- commit (see docs/ARCHITECTURE.md, "Concurrency"). Not dumped: rows are
--- created on demand.
-CREATE TABLE tviews.refresh_lock (
-    relid    oid PRIMARY KEY,
-    flushes  bigint NOT NULL DEFAULT 0
-);
-COMMENT ON TABLE tviews.refresh_lock IS 'pg_tviews: per-TVIEW refresh serialisation';
 "#,
     name = "bootstrap",
     bootstrap

@@ -8,7 +8,7 @@
 //! unknown statement turns into a full rebuild.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use pgrx::pg_sys;
 
@@ -26,6 +26,11 @@ impl Work {
 }
 
 thread_local! {
+    /// Values of link columns this transaction changed, per (relation,
+    /// column), not yet locked (see locks.rs).
+    static LINKS: RefCell<BTreeMap<(u32, String), HashSet<String>>> = const { RefCell::new(BTreeMap::new()) };
+    /// Relations written (a refresh reads them whole) and truncated.
+    static WHOLE_WRITES: RefCell<(BTreeSet<u32>, BTreeSet<u32>)> = const { RefCell::new((BTreeSet::new(), BTreeSet::new())) };
     static QUEUE: RefCell<BTreeMap<u32, Work>> = const { RefCell::new(BTreeMap::new()) };
 }
 
@@ -69,9 +74,55 @@ pub fn pending() -> Vec<pg_sys::Oid> {
 
 pub fn is_empty() -> bool {
     with(|q| q.values().all(Work::is_empty))
+        && LINKS.with(|l| l.borrow().is_empty())
+        && WHOLE_WRITES.with(|w| {
+            let w = w.borrow();
+            w.0.is_empty() && w.1.is_empty()
+        })
+}
+
+pub fn add_links(relation: pg_sys::Oid, column: &str, values: impl IntoIterator<Item = String>) {
+    LINKS.with(|l| {
+        l.borrow_mut()
+            .entry((relation.to_u32(), column.to_string()))
+            .or_default()
+            .extend(values)
+    });
+}
+
+/// A write to a relation some TVIEW reads whole (or a TRUNCATE of it).
+pub fn add_whole_write(relation: pg_sys::Oid, truncate: bool) {
+    WHOLE_WRITES.with(|w| {
+        let mut w = w.borrow_mut();
+        if truncate {
+            w.1.insert(relation.to_u32());
+        } else {
+            w.0.insert(relation.to_u32());
+        }
+    });
+}
+
+/// Removes and returns (written, truncated) relations.
+pub fn take_whole_writes() -> (BTreeSet<u32>, BTreeSet<u32>) {
+    WHOLE_WRITES.with(|w| std::mem::take(&mut *w.borrow_mut()))
+}
+
+/// Removes and returns the link values captured so far.
+pub fn take_links() -> BTreeMap<(u32, String), HashSet<String>> {
+    LINKS.with(|l| std::mem::take(&mut *l.borrow_mut()))
 }
 
 pub fn clear() {
+    WHOLE_WRITES.with(|w| {
+        if let Ok(mut w) = w.try_borrow_mut() {
+            *w = Default::default();
+        }
+    });
+    LINKS.with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            l.clear();
+        }
+    });
     // try_borrow: the abort callback may run while a capture held the queue.
     QUEUE.with(|q| {
         if let Ok(mut q) = q.try_borrow_mut() {

@@ -11,13 +11,15 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::spi::SpiClient;
 use tviews_core::TviewError;
 use tviews_core::analyze::{Analysis, Target, analyze};
 use tviews_core::graph::{GraphNode, TviewGraph};
+use tviews_core::locks::{LockPlan, link_columns, lock_plan};
 use tviews_core::plan::{CapturePlan, RefreshPlan, TviewNames, capture_plan, refresh_plan};
 
 use crate::error::raise;
+use crate::spi::Plan;
 use crate::{introspect, security, spi};
 
 /// One TVIEW, ready to refresh.
@@ -33,9 +35,18 @@ pub struct Tview {
     pub settings: Vec<(String, String)>,
     pub analysis: Analysis,
     pub plan: RefreshPlan,
-    pub apply_keys: OnceCell<OwnedPreparedStatement>,
-    pub apply_all: OnceCell<OwnedPreparedStatement>,
-    pub derive: Vec<OnceCell<OwnedPreparedStatement>>,
+    pub locks: LockPlan,
+    /// The lock-level queries and the captured link values of its sources
+    /// hold a type whose text depends on settings: run them under the
+    /// transport settings.
+    pub lock_transport: bool,
+    pub apply_keys: OnceCell<Plan>,
+    pub apply_all: OnceCell<Plan>,
+    pub digest_keys: OnceCell<Plan>,
+    pub digest_all: OnceCell<Plan>,
+    pub derive: Vec<OnceCell<Plan>>,
+    pub forward: Vec<OnceCell<Plan>>,
+    pub reverse: Vec<OnceCell<Plan>>,
 }
 
 /// One source relation and what its capture trigger does.
@@ -46,9 +57,9 @@ pub struct Source {
     /// Whether a captured value's text form depends on settings (dates,
     /// times, floats...): then capture runs under transport settings.
     pub needs_transport: bool,
-    pub on_insert: OnceCell<OwnedPreparedStatement>,
-    pub on_update: OnceCell<OwnedPreparedStatement>,
-    pub on_delete: OnceCell<OwnedPreparedStatement>,
+    pub on_insert: OnceCell<Plan>,
+    pub on_update: OnceCell<Plan>,
+    pub on_delete: OnceCell<Plan>,
 }
 
 pub struct Registry {
@@ -58,17 +69,7 @@ pub struct Registry {
     pub sources: HashMap<pg_sys::Oid, Source>,
     pub ext_owner: pg_sys::Oid,
     pub catalog_relid: pg_sys::Oid,
-    pub lock_stmt: OnceCell<OwnedPreparedStatement>,
-    pub lock_nowait_stmt: OnceCell<OwnedPreparedStatement>,
 }
-
-/// Takes a per-TVIEW refresh lock held to commit (see flush.rs).
-pub const LOCK_SQL: &str = "INSERT INTO tviews.refresh_lock AS l (relid, flushes) VALUES ($1, 1) \
-     ON CONFLICT (relid) DO UPDATE SET flushes = l.flushes OPERATOR(pg_catalog.+) 1";
-/// Under REPEATABLE READ a flush must not wait for another one: its
-/// snapshot could not see what it waited for.
-pub const LOCK_NOWAIT_SQL: &str =
-    "SELECT 1 FROM tviews.refresh_lock WHERE relid OPERATOR(pg_catalog.=) $1 FOR UPDATE NOWAIT";
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<Registry>>> = const { RefCell::new(None) };
@@ -169,6 +170,8 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
     );
     let mut watched: HashSet<pg_sys::Oid> = HashSet::from([catalog_relid]);
     let mut tviews = Vec::new();
+    // (relation, column) whose type's text form depends on settings.
+    let mut sensitive: HashSet<(u32, String)> = HashSet::new();
     for r in rows {
         let field = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
         let relid = parse_oid(&field(0))?;
@@ -198,6 +201,23 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         watched.extend(catalog.relations.keys().map(|o| pg_sys::Oid::from(*o)));
         let plan = refresh_plan(names.clone(), &analysis);
         let derive = plan.derive.iter().map(|_| OnceCell::new()).collect();
+        let locks = lock_plan(&analysis, &plan);
+        for rel in catalog.relations.values() {
+            for c in rel
+                .columns
+                .iter()
+                .filter(|c| !c.dropped && setting_sensitive(&c.type_name))
+            {
+                sensitive.insert((rel.oid, c.name.clone()));
+            }
+        }
+        let lock_transport = setting_sensitive(&analysis.key.type_name)
+            || link_columns([&locks])
+                .values()
+                .flatten()
+                .any(|t| sensitive.contains(&(t.relation, t.column.clone())));
+        let forward = locks.forward.iter().map(|_| OnceCell::new()).collect();
+        let reverse = locks.reverse.iter().map(|_| OnceCell::new()).collect();
         tviews.push(Tview {
             relid,
             owner,
@@ -206,9 +226,15 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
             settings: security::refresh_settings(&settings),
             analysis,
             plan,
+            locks,
+            lock_transport,
             apply_keys: OnceCell::new(),
             apply_all: OnceCell::new(),
+            digest_keys: OnceCell::new(),
+            digest_all: OnceCell::new(),
             derive,
+            forward,
+            reverse,
         });
     }
     // Flush order: cascades first.
@@ -236,6 +262,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
             by_source.entry(s.relation).or_default().push(i);
         }
     }
+    let links = link_columns(tviews.iter().map(|t| &t.locks));
     let mut sources = HashMap::new();
     for (source, readers) in by_source {
         let args: Vec<(usize, &Analysis, &RefreshPlan)> = readers
@@ -243,16 +270,16 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
             .enumerate()
             .map(|(local, i)| (local, &tviews[*i].analysis, &tviews[*i].plan))
             .collect();
-        let plan = capture_plan(source, &args);
-        let needs_transport = readers.iter().any(|i| {
-            tviews[*i]
-                .analysis
-                .sources
-                .iter()
-                .filter(|s| s.relation == source)
-                .any(|s| matches!(&s.mapping, tviews_core::analyze::Mapping::Keyed { paths } if paths.iter().any(|p| setting_sensitive(&p.column_type))))
-                || setting_sensitive(&tviews[*i].analysis.key.type_name)
-        });
+        let source_links: Vec<_> = links
+            .get(&source)
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default();
+        let needs_transport = source_links.iter().any(|t: &tviews_core::locks::Target| {
+            sensitive.contains(&(t.relation, t.column.clone()))
+        }) || readers
+            .iter()
+            .any(|i| setting_sensitive(&tviews[*i].analysis.key.type_name));
+        let plan = capture_plan(source, &args, &source_links);
         sources.insert(
             pg_sys::Oid::from(source),
             Source {
@@ -272,8 +299,6 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         sources,
         ext_owner,
         catalog_relid,
-        lock_stmt: OnceCell::new(),
-        lock_nowait_stmt: OnceCell::new(),
     }))
 }
 
@@ -332,16 +357,11 @@ impl Registry {
     }
 }
 
-/// Gets or prepares a statement held in a registry cell.
-pub fn prepared<'a>(
-    cell: &'a OnceCell<OwnedPreparedStatement>,
-    client: &SpiClient<'_>,
-    sql: &str,
-    args: &[pg_sys::Oid],
-) -> &'a OwnedPreparedStatement {
+/// Gets or prepares a statement held in a registry cell (inside an SPI
+/// connection).
+pub fn prepared<'a>(cell: &'a OnceCell<Plan>, sql: &str, args: &[pg_sys::Oid]) -> &'a Plan {
     if cell.get().is_none() {
-        let stmt = spi::prepare(client, sql, args);
-        let _ = cell.set(stmt);
+        let _ = cell.set(Plan::prepare(sql, args));
     }
     match cell.get() {
         Some(s) => s,

@@ -5,7 +5,7 @@
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::spi::{SpiClient, SpiTupleTable};
 
 use crate::error::OrRaise;
 
@@ -21,18 +21,6 @@ pub fn rows(
     args: &[DatumWithOid<'_>],
 ) -> Vec<Vec<Option<String>>> {
     let table = client.update(sql, None, args).or_raise("SPI query");
-    collect(table)
-}
-
-/// Runs a prepared statement and returns its rows as text.
-pub fn rows_prepared(
-    client: &mut SpiClient<'_>,
-    stmt: &OwnedPreparedStatement,
-    args: &[DatumWithOid<'_>],
-) -> Vec<Vec<Option<String>>> {
-    let table = client
-        .update(stmt, None, args)
-        .or_raise("prepared statement");
     collect(table)
 }
 
@@ -81,19 +69,126 @@ fn text_of(row: &pgrx::spi::SpiHeapTupleData<'_>, ordinal: usize) -> Option<Stri
     }
 }
 
-/// Prepares a statement once per backend (kept across transactions).
-pub fn prepare(client: &SpiClient<'_>, sql: &str, args: &[pg_sys::Oid]) -> OwnedPreparedStatement {
-    let oids: Vec<pgrx::PgOid> = args.iter().map(|o| pgrx::PgOid::from(*o)).collect();
-    client
-        .prepare_mut(sql, &oids)
-        .or_raise("preparing a statement")
-        .keep()
-}
-
 pub fn text_array(values: Vec<String>) -> DatumWithOid<'static> {
     DatumWithOid::from(values)
 }
 
 pub fn oid_arg(oid: pg_sys::Oid) -> DatumWithOid<'static> {
     DatumWithOid::from(oid)
+}
+
+/// A statement prepared once per backend and kept (`SPI_keepplan`), run
+/// with `read_only = false` (a fresh snapshot per statement under READ
+/// COMMITTED) or against a given snapshot. Results come back as text
+/// through each type's output function.
+pub struct Plan {
+    ptr: pg_sys::SPIPlanPtr,
+}
+
+/// A statement argument.
+pub enum Arg {
+    TextArray(Vec<String>),
+}
+
+impl Plan {
+    /// Prepares `sql`; must be called inside an SPI connection.
+    pub fn prepare(sql: &str, argtypes: &[pg_sys::Oid]) -> Plan {
+        let c = std::ffi::CString::new(sql).or_raise("statement text");
+        let mut types = argtypes.to_vec();
+        // SAFETY: valid C string and argument type array; errors are raised.
+        unsafe {
+            let ptr = pg_sys::SPI_prepare(c.as_ptr(), types.len() as i32, types.as_mut_ptr());
+            if ptr.is_null() {
+                let code = pg_sys::SPI_result;
+                crate::error::raise_with(
+                    "XX000",
+                    format!("pg_tviews: could not prepare a statement (SPI error {code})"),
+                    Some(sql.to_string()),
+                    None,
+                );
+            }
+            pg_sys::SPI_keepplan(ptr);
+            Plan { ptr }
+        }
+    }
+
+    /// Runs the statement; `snapshot` runs it read-only against that
+    /// snapshot instead of a fresh one.
+    pub fn run(
+        &self,
+        args: &[Arg],
+        snapshot: Option<pg_sys::Snapshot>,
+    ) -> Vec<Vec<Option<String>>> {
+        let mut values: Vec<pg_sys::Datum> = Vec::with_capacity(args.len());
+        for a in args {
+            let d = match a {
+                Arg::TextArray(v) => pgrx::IntoDatum::into_datum(v.clone()),
+            };
+            values.push(d.unwrap_or(pg_sys::Datum::from(0)));
+        }
+        let nulls: Vec<std::ffi::c_char> = vec![b' ' as std::ffi::c_char; values.len()];
+        // SAFETY: the plan is valid and kept; values match its argument types.
+        unsafe {
+            let rc = match snapshot {
+                Some(s) => pg_sys::SPI_execute_snapshot(
+                    self.ptr,
+                    values.as_mut_ptr(),
+                    nulls.as_ptr(),
+                    s,
+                    std::ptr::null_mut(),
+                    true,
+                    false,
+                    0,
+                ),
+                None => pg_sys::SPI_execute_plan(
+                    self.ptr,
+                    values.as_mut_ptr(),
+                    nulls.as_ptr(),
+                    false,
+                    0,
+                ),
+            };
+            if rc < 0 {
+                crate::error::raise_with(
+                    "XX000",
+                    format!("pg_tviews: statement failed (SPI error {rc})"),
+                    None,
+                    None,
+                );
+            }
+            let tt = pg_sys::SPI_tuptable;
+            if tt.is_null() {
+                return Vec::new();
+            }
+            let n = pg_sys::SPI_processed as usize;
+            let desc = (*tt).tupdesc;
+            let natts = (*desc).natts;
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let tuple = *(*tt).vals.add(i);
+                let mut row = Vec::with_capacity(natts as usize);
+                for c in 1..=natts {
+                    let p = pg_sys::SPI_getvalue(tuple, desc, c);
+                    if p.is_null() {
+                        row.push(None);
+                    } else {
+                        row.push(Some(
+                            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned(),
+                        ));
+                        pg_sys::pfree(p.cast());
+                    }
+                }
+                out.push(row);
+            }
+            pg_sys::SPI_freetuptable(tt);
+            out
+        }
+    }
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        // SAFETY: frees the kept plan; valid outside an SPI connection too.
+        unsafe { pg_sys::SPI_freeplan(self.ptr) };
+    }
 }

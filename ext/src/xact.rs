@@ -17,7 +17,25 @@ use crate::{flush, queue};
 
 pub fn register_callbacks() {
     // SAFETY: registered once per backend, in _PG_init.
-    unsafe { pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut()) };
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+    }
+}
+
+/// A subtransaction that aborts releases the locks it took: forget which
+/// value locks are held so the next flush takes them again. (Queued keys
+/// stay: refreshing them anyway is merely extra work.)
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        crate::locks::forget();
+    }
 }
 
 #[pg_guard]
@@ -53,6 +71,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             queue::clear();
+            crate::locks::forget();
             crate::ddl::clear_pending();
         }
         _ => {}

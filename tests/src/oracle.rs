@@ -649,6 +649,8 @@ pub enum Outcome {
     /// The transaction failed (a constraint, a serialization failure...)
     /// and was rolled back; the SQLSTATE.
     Failed(String),
+    /// The connection was lost mid-transaction (the server rolled it back).
+    Broken,
 }
 
 pub async fn run_txn(client: &Client, txn: &Txn) -> Result<Outcome> {
@@ -656,6 +658,12 @@ pub async fn run_txn(client: &Client, txn: &Txn) -> Result<Outcome> {
     for s in &txn.stmts {
         if let Err(e) = s.execute(client).await {
             let code = e.as_db_error().map(|d| d.code().code().to_string());
+            // tokio-postgres can lose a COPY's connection when the server
+            // fails it before the data arrives (say, a deadlock victim):
+            // the transaction is gone with it, which is the server's abort.
+            if code.is_none() && client.is_closed() && matches!(s, Stmt::Copy { .. }) {
+                return Ok(Outcome::Broken);
+            }
             client.batch_execute("ROLLBACK").await?;
             return match code {
                 Some(c) => Ok(Outcome::Failed(c)),
@@ -766,6 +774,9 @@ pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> 
             Outcome::Committed => report.committed += 1,
             Outcome::RolledBack => report.rolled_back += 1,
             Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
+            Outcome::Broken => {
+                bail!("seed {seed}: the connection was lost alone (no concurrent session)")
+            }
         }
         if let Err(e) = assert_exact(&db.client).await {
             let repro = shrink(prefix, seed, &schema, &accepted, &log).await;
@@ -877,8 +888,10 @@ pub async fn run_concurrent(
     setup(&db, &schema, &mut rng, &mut total).await?;
     let mut handles = Vec::new();
     for s in 0..sessions {
-        let client = db.session().await?;
+        let mut client = db.session().await?;
         let checker = db.session().await?;
+        let cluster = db.cluster;
+        let dbname = db.name.clone();
         let schema = schema.clone();
         let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(s as u64 + 1));
         let per = txns / sessions;
@@ -891,6 +904,10 @@ pub async fn run_concurrent(
                     Outcome::Committed => report.committed += 1,
                     Outcome::RolledBack => report.rolled_back += 1,
                     Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
+                    Outcome::Broken => {
+                        *report.failed.entry("connection lost".into()).or_default() += 1;
+                        client = cluster.connect(&dbname).await?;
+                    }
                 }
                 assert_exact_retrying(&checker).await.with_context(|| {
                     format!(

@@ -1,11 +1,13 @@
 //! Concurrency of the refresh (DESIGN.md §6) with real sessions driven one
 //! step at a time.
 //!
-//! The mechanism under test is "per-TVIEW serialization of flush-to-commit":
-//! at pre-commit every TVIEW with pending work is locked (its row in
-//! `tviews.refresh_lock` is updated and held to commit), the keys of join
-//! paths are re-derived in a fresh snapshot and recomputed. Under
-//! REPEATABLE READ a flush never waits for that lock: it fails with 40001.
+//! The mechanism under test is value locks (docs/ARCHITECTURE.md,
+//! "Concurrency"): at pre-commit a flush takes, in PostgreSQL's lock manager
+//! and held to commit, exclusive locks on the join values of the rows its
+//! transaction changed and shared locks on every join value its refresh
+//! reads; keys are derived and rows recomputed in fresh snapshots taken
+//! after the locks. Under REPEATABLE READ a flush never waits for a lock:
+//! it fails with 40001.
 //!
 //! To make two flushes overlap deterministically, the TVIEWs carry a
 //! deferred constraint trigger ([`GATE`]) that, in a session where
@@ -227,10 +229,8 @@ async fn wait_blocked(
     }
 }
 
-/// Waits until `waiter` is blocked by `blocker` on the refresh lock: it
-/// is in the upsert of a `tviews.refresh_lock` row (holds RowExclusiveLock
-/// on that table) and waits for the transaction id of `blocker` (the
-/// upsert finds the row version `blocker` wrote and waits for it to end).
+/// Waits until `waiter` is blocked by `blocker` on one of pg_tviews' value
+/// locks (advisory locks with objsubid 3 or 4 in `pg_locks`).
 async fn wait_for_refresh_lock(
     obs: &Client,
     waiter: &Session,
@@ -239,56 +239,41 @@ async fn wait_for_refresh_lock(
 ) -> Result<()> {
     let event = wait_blocked(obs, waiter, blocker.pid, pending).await?;
     ensure!(
-        event == "transactionid" || event == "tuple",
+        event == "advisory",
         "session {} waits on {event}",
         waiter.name
     );
     let row = obs
         .query_one(
-            "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = $1::int4 AND granted
-                              AND relation = 'tviews.refresh_lock'::regclass AND mode = 'RowExclusiveLock'),
-                    EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity b ON b.pid = $2::int4
-                             WHERE l.pid = $1::int4 AND NOT l.granted
-                               AND (l.transactionid = b.backend_xid
-                                    OR l.relation = 'tviews.refresh_lock'::regclass))",
+            "SELECT EXISTS (SELECT FROM pg_locks w JOIN pg_locks h
+                              ON h.locktype = w.locktype AND h.database = w.database
+                             AND h.classid = w.classid AND h.objid = w.objid AND h.objsubid = w.objsubid
+                           WHERE w.pid = $1::int4 AND NOT w.granted AND w.locktype = 'advisory'
+                             AND w.objsubid IN (3, 4) AND h.pid = $2::int4 AND h.granted)",
             &[&waiter.pid, &blocker.pid],
         )
         .await?;
-    let locks: Vec<String> = obs
-        .query(
-            "SELECT concat_ws(' ', locktype, relation::regclass, transactionid, mode, granted)
-             FROM pg_locks WHERE pid = $1::int4
-               AND (locktype <> 'relation' OR relation = 'tviews.refresh_lock'::regclass)",
-            &[&waiter.pid],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     ensure!(
-        row.get::<_, bool>(0) && row.get::<_, bool>(1),
-        "session {} is blocked by {} but not in the upsert of its refresh lock: {locks:?}",
+        row.get::<_, bool>(0),
+        "session {} is blocked by {} but not on a value lock",
         waiter.name,
         blocker.name
     );
     Ok(())
 }
 
-/// Fails unless another transaction holds the refresh lock of `tview`.
-async fn assert_refresh_lock_taken(obs: &Client, tview: &str) -> Result<()> {
-    obs.batch_execute("BEGIN").await?;
-    let r = obs
-        .query(
-            "SELECT 1 FROM tviews.refresh_lock WHERE relid = $1::text::regclass::oid FOR UPDATE NOWAIT",
-            &[&tview],
+/// Fails unless session `pid` holds value locks (it is past its flush).
+async fn assert_refresh_lock_taken(obs: &Client, pid: i32) -> Result<()> {
+    let n: i64 = obs
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE pid = $1::int4 AND granted
+               AND locktype = 'advisory' AND objsubid IN (3, 4)",
+            &[&pid],
         )
-        .await;
-    obs.batch_execute("ROLLBACK").await?;
-    match r {
-        Err(e) if sqlstate(&e).as_deref() == Some("55P03") => Ok(()),
-        Ok(rows) => bail!("the refresh lock of {tview} is free ({} row)", rows.len()),
-        Err(e) => Err(e.into()),
-    }
+        .await?
+        .get(0);
+    ensure!(n > 0, "session {pid} holds no value locks");
+    Ok(())
 }
 
 /// Runs `steps` (session index, SQL) in order. A session whose statement
@@ -413,11 +398,9 @@ async fn hazard_mirror_a_commits_first() {
 }
 
 /// Drives two flushes that really overlap: B sits in COMMIT after its
-/// flush, holding the refresh locks (checked with a NOWAIT probe); A
-/// commits and is seen waiting on the refresh lock (pg_stat_activity:
-/// wait_event_type 'Lock', blocked by B per pg_blocking_pids, inside the
-/// upsert of its tviews.refresh_lock row, waiting for B's transaction id);
-/// the gate opens, both commit.
+/// flush, holding its value locks; A commits and is seen waiting on one of
+/// them (pg_stat_activity: wait_event 'advisory', blocked by B per
+/// pg_blocking_pids); the gate opens, both commit.
 async fn overlapping_commits(db: &Db, a_write: &str, b_write: &str) -> Result<()> {
     let gate = Gate::close(db).await?;
     let a = Session::open(db, "A").await?;
@@ -428,8 +411,7 @@ async fn overlapping_commits(db: &Db, a_write: &str, b_write: &str) -> Result<()
     let mut b_commit = b.spawn("COMMIT");
     let event = wait_blocked(&db.client, &b, gate.holder.pid, &mut b_commit).await?;
     ensure!(event == "advisory", "B waits on {event}");
-    assert_refresh_lock_taken(&db.client, "tv_post").await?;
-    assert_refresh_lock_taken(&db.client, "tv_user_stats").await?;
+    assert_refresh_lock_taken(&db.client, b.pid).await?;
     let mut a_commit = a.spawn("COMMIT");
     wait_for_refresh_lock(&db.client, &a, &b, &mut a_commit).await?;
     ensure!(!a_commit.is_finished() && !b_commit.is_finished());
@@ -796,9 +778,11 @@ async fn serializable_commits_or_fails_with_40001() {
 /// cascade over both) are all fed by tb_user and tb_post. A writes tb_user
 /// then tb_post, B writes tb_post then tb_user (different users, so their
 /// own row locks never conflict); both COMMITs are issued at the same time,
-/// 50 times, and every 10th round B is gated so that A's flush certainly
-/// waits on B's. Refresh locks are taken in one global order, so no 40P01
-/// (nor any other error) ever appears, and all TVIEWs stay exact.
+/// 50 times, and every 10th round B is gated so that it sits in its COMMIT
+/// holding its value locks: A, which shares no join value with B, must
+/// commit meanwhile without waiting. Locks are taken in one global order,
+/// so no 40P01 (nor any other error) ever appears, and all TVIEWs stay
+/// exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_deadlock_from_lock_order() {
     run(|| async {
@@ -824,8 +808,13 @@ async fn no_deadlock_from_lock_order() {
                 // B first, and A only once B sits in its COMMIT holding the locks.
                 let mut cb = b.spawn("COMMIT");
                 wait_blocked(&db.client, &b, gate.holder.pid, &mut cb).await?;
-                let mut ca = a.spawn("COMMIT");
-                wait_for_refresh_lock(&db.client, &a, &b, &mut ca).await?;
+                let ca = a.spawn("COMMIT");
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !ca.is_finished() {
+                    ensure!(Instant::now() < deadline, "round {i}: A waited for B although they share no value");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ensure!(!cb.is_finished(), "round {i}: B left its gate early");
                 gate.open().await?;
                 (ca, cb)
             } else if i % 2 == 0 {
@@ -1101,25 +1090,26 @@ async fn drop_tview_beside_uncommitted_writer() {
         c.exec("SET lock_timeout = '5s'; DROP TABLE tv_title").await?;
         w.exec("COMMIT").await?;
         db.assert_exact().await?;
-        let orphans: i64 = db
+        let left: i64 = db
             .client
-            .query_one("SELECT count(*) FROM tviews.refresh_lock WHERE relid NOT IN (SELECT relid FROM tviews.tview)", &[])
+            .query_one("SELECT count(*) FROM tviews.tview WHERE relid::text = 'tv_title'", &[])
             .await?
             .get(0);
-        ensure!(orphans == 0, "{orphans} refresh_lock rows for dropped TVIEWs");
+        ensure!(left == 0, "the catalog still lists the dropped TVIEW");
         Ok(())
     })
     .await
 }
 
-/// A prepared transaction keeps its refresh locks until COMMIT PREPARED or
+/// A prepared transaction keeps its value locks until COMMIT PREPARED or
 /// ROLLBACK PREPARED (its flush ran at PREPARE): a READ COMMITTED writer of
-/// the same TVIEW waits for it (blocked by "pid 0", the prepared
-/// transaction) and then re-derives, a REPEATABLE READ one fails with 40001
-/// at once; whether the prepared transaction commits or rolls back, every
+/// the same values waits for it (blocked by "pid 0", the prepared
+/// transaction) and then re-derives; a REPEATABLE READ writer of them fails
+/// with 40001 at once; writers of other values (user 2) go on without
+/// waiting. Whether the prepared transaction commits or rolls back, every
 /// TVIEW ends exact.
 #[tokio::test(flavor = "multi_thread")]
-async fn prepared_transaction_holds_the_refresh_lock() {
+async fn prepared_transaction_holds_its_value_locks() {
     run(|| async {
         let db = setup("prepared").await?;
         let a = Session::open(&db, "A").await?;
@@ -1140,14 +1130,25 @@ async fn prepared_transaction_holds_the_refresh_lock() {
                 "INSERT INTO tb_post (fk_user, title) VALUES (1, 'by B {gid}')"
             ));
             wait_blocked(&db.client, &b, 0, &mut insert).await?;
-            let err = r
-                .client
+            // Other values: no wait, under either isolation level.
+            r.exec("SET lock_timeout = '2s'").await?;
+            r.client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; INSERT INTO tb_post (fk_user, title) VALUES (2, 'by R'); COMMIT")
                 .await
+                .context("a writer of user 2 beside a prepared transaction on user 1")?;
+            r.client
+                .batch_execute("UPDATE tb_user SET name = 'two' WHERE pk_user = 2")
+                .await
+                .context("a rename of user 2 beside a prepared transaction on user 1")?;
+            // The same values under REPEATABLE READ: 40001 at once.
+            let err = r
+                .client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; INSERT INTO tb_post (fk_user, title) VALUES (1, 'by R'); COMMIT")
+                .await
                 .err()
-                .context("R committed beside the prepared transaction's refresh lock")?;
+                .context("R committed beside the prepared transaction's value locks")?;
             assert_eq!(sqlstate(&err).as_deref(), Some("40001"), "{err:?}");
-            r.exec("ROLLBACK").await?;
+            r.exec("ROLLBACK; RESET lock_timeout").await?;
             ensure!(!insert.is_finished());
             db.client
                 .batch_execute(&format!("{finish} '{gid}'"))
