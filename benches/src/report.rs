@@ -1,0 +1,547 @@
+//! `report.md`: the results as Markdown, one table per operation.
+
+use std::fmt::Write as _;
+
+use crate::approach::Approach;
+use crate::results::{OpResult, Results, Row, Unit};
+use crate::stats::summarize;
+use crate::workload::Group;
+
+/// Formats seconds with a unit that keeps three significant digits: 412 µs, 3.21 ms, 1.25 s.
+pub fn duration(seconds: f64) -> String {
+    if !seconds.is_finite() {
+        return "–".to_owned();
+    }
+    let (v, unit) = if seconds >= 1.0 {
+        (seconds, "s")
+    } else if seconds >= 1e-3 {
+        (seconds * 1e3, "ms")
+    } else {
+        (seconds * 1e6, "µs")
+    };
+    format!("{} {unit}", sig3(v))
+}
+
+/// Three significant digits, no exponent: 1234 → "1234", 12.345 → "12.3", 0.01234 → "0.0123".
+pub fn sig3(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".to_owned();
+    }
+    let a = v.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        let digits = (-a.log10().floor()) as usize + 2;
+        format!("{v:.digits$}")
+    }
+}
+
+pub fn times(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r.is_finite() => format!("{}×", sig3(r)),
+        _ => "–".to_owned(),
+    }
+}
+
+fn bytes(b: f64) -> String {
+    if b >= 1024.0 * 1024.0 {
+        format!("{} MiB", sig3(b / 1024.0 / 1024.0))
+    } else if b >= 1024.0 {
+        format!("{} KiB", sig3(b / 1024.0))
+    } else {
+        format!("{} B", sig3(b))
+    }
+}
+
+fn value(unit: Unit, v: f64) -> String {
+    match unit {
+        Unit::SecondsPerTxn | Unit::Seconds => duration(v),
+        Unit::TxnPerSecond => format!("{} tx/s", sig3(v)),
+    }
+}
+
+fn group_title(g: Group) -> &'static str {
+    match g {
+        Group::Row => "Single-row transactions",
+        Group::Bulk => "Bulk statements",
+        Group::Read => "Reads",
+        Group::Concurrency => "Concurrent clients (throughput)",
+        Group::Creation => "Initial creation",
+    }
+}
+
+fn group_intro(g: Group) -> &'static str {
+    match g {
+        Group::Row => {
+            "Latency per transaction (one statement, autocommit; materialized views: the statement \
+             and the REFRESH of every view it can affect, in one transaction), timed from the client."
+        }
+        Group::Bulk => "Latency per statement (autocommit), timed from the client.",
+        Group::Read => {
+            "Latency of `SELECT data ... WHERE key = $1` on the approach's documents; plain DML \
+             has none and computes the document from its definition. pg_ivm's product and category \
+             documents are views assembled at read time (see Approaches)."
+        }
+        Group::Concurrency => {
+            "Committed transactions per second over all clients, each client on its own \
+             connection; the cost ratios are inverse throughputs (> 1: fewer transactions per second)."
+        }
+        Group::Creation => {
+            "Seconds to build the read model from the loaded sources in one transaction (tables, \
+             keys, indexes, triggers), against `CREATE TABLE AS` of the three definitions (plus \
+             the index the category documents are computed through)."
+        }
+    }
+}
+
+/// The whole report.
+pub fn render(results: &Results) -> String {
+    let m = &results.meta;
+    let approaches = results.included();
+    let mut out = String::new();
+    let _ = writeln!(out, "# pg_tviews benchmark: {} scale\n", m.scale);
+    let rows: Vec<String> = ["category", "product", "review", "inventory"]
+        .iter()
+        .map(|t| format!("{} {t}", m.rows.get(*t).copied().unwrap_or(0)))
+        .collect();
+    let _ = writeln!(out, "- **Date:** {}", m.date);
+    let _ = writeln!(
+        out,
+        "- **Machine:** {} ({} cores), {} memory",
+        m.cpu, m.cores, m.memory
+    );
+    let _ = writeln!(out, "- **PostgreSQL:** {}", m.postgres);
+    let _ = writeln!(
+        out,
+        "- **pg_tviews:** {}, {}{}",
+        m.tviews_version,
+        m.tviews_build,
+        if m.preload {
+            ", in shared_preload_libraries"
+        } else {
+            ", not preloaded"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "- **Data:** {} rows (seed {}), every category with 50 products",
+        rows.join(", "),
+        m.seed
+    );
+    let _ = writeln!(
+        out,
+        "- **Runs:** {}, {} single-row transactions per sample; the order of the approaches rotates between runs",
+        m.runs, m.iterations
+    );
+    let setting = |name: &str| {
+        m.settings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("default")
+            .to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "- **Durability:** fsync = {}, synchronous_commit = {}, full_page_writes = {} (every commit waits for its WAL flush)",
+        setting("fsync"),
+        setting("synchronous_commit"),
+        setting("full_page_writes")
+    );
+    let _ = writeln!(out, "- **Command:** `{}`", m.command);
+    let _ = writeln!(out, "- **Took:** {}", duration(m.seconds));
+    out.push('\n');
+    out.push_str(
+        "Every figure is the median over the runs, with the minimum and maximum. Ratios are \
+         ratios of medians of costs (time per transaction, or 1 / throughput): **× plain** is \
+         the cost over plain DML on the same tables with no read model; **÷ pg_tviews** is the \
+         approach's cost over pg_tviews' (above 1: pg_tviews is cheaper); *per run* is that ratio \
+         computed within each run (min–max), where both were measured side by side. Each \
+         approach's read model is compared with its definition before the runs and after each \
+         run (`EXCEPT ALL` both ways on each row's text); a run whose check failed is void and \
+         left out.\n\n",
+    );
+    out.push_str("![ratios per operation](chart.png)\n\n");
+    out.push_str("Raw data: [results.json](results.json). Refresh statement plans: [profile.md](profile.md).\n\n");
+
+    render_summary(results, &mut out);
+    render_approaches(results, &mut out);
+    render_checks(results, &mut out);
+
+    for group in [
+        Group::Row,
+        Group::Bulk,
+        Group::Concurrency,
+        Group::Creation,
+        Group::Read,
+    ] {
+        let ops: Vec<&OpResult> = results.ops.iter().filter(|o| o.group == group).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "## {}\n\n{}\n", group_title(group), group_intro(group));
+        for op in ops {
+            render_op(op, &approaches, &mut out);
+        }
+    }
+    render_wal(results, &approaches, &mut out);
+    render_breakdown(results, &mut out);
+    render_profile(results, &mut out);
+
+    out.push_str("## Server settings\n\nEvery setting not at its default:\n\n| setting | value |\n|---|---|\n");
+    for (k, v) in &m.settings {
+        let _ = writeln!(out, "| {k} | {v} |");
+    }
+    out.push('\n');
+    if !m.notes.is_empty() {
+        out.push_str("## Notes\n\n");
+        for n in &m.notes {
+            let _ = writeln!(out, "- {n}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn render_summary(results: &Results, out: &mut String) {
+    let worst = results.tviews_vs_triggers();
+    if worst.is_empty() {
+        return;
+    }
+    out.push_str("## pg_tviews against hand-written triggers\n\n");
+    out.push_str(
+        "pg_tviews' median cost over the cheaper of the two trigger variants (below 1: pg_tviews \
+         is cheaper), worst first:\n\n| operation | pg_tviews ÷ best trigger | best trigger |\n|---|---|---|\n",
+    );
+    for (id, r, a) in &worst {
+        let _ = writeln!(out, "| {id} | {} | {} |", times(Some(*r)), a.label());
+    }
+    out.push('\n');
+}
+
+fn render_approaches(results: &Results, out: &mut String) {
+    out.push_str("## Approaches\n\n");
+    for a in &results.approaches {
+        let what = match a.approach {
+            Approach::Plain => "the writes alone, no read model (the floor)",
+            Approach::Tviews => {
+                "the demo's TVIEWs tv_review, tv_product, tv_category (a cascade), plus an index on tv_product (fk_category)"
+            }
+            Approach::TriggersRow => {
+                "tables hw_review, hw_product, hw_category kept by AFTER ... FOR EACH ROW triggers (benches/sql/triggers_row.sql)"
+            }
+            Approach::TriggersStmt => {
+                "the same tables kept by statement-level triggers with transition tables, set-based (benches/sql/triggers_stmt.sql)"
+            }
+            Approach::Matview => {
+                "materialized views refreshed in the writing transaction, only those the change can affect"
+            }
+            Approach::MatviewConcurrently => "the same with REFRESH MATERIALIZED VIEW CONCURRENTLY",
+            Approach::PgIvm => "pg_ivm IMMVs (benches/sql/pg_ivm.sql)",
+        };
+        let status = if a.included { "" } else { " — **skipped**" };
+        let _ = write!(out, "- **{}**{status}: {what}", a.approach.label());
+        if let Some(note) = &a.note {
+            let _ = write!(out, ". {note}");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+fn render_checks(results: &Results, out: &mut String) {
+    out.push_str("## Correctness checks\n\n| approach | checks | result |\n|---|---|---|\n");
+    for a in results.included() {
+        if a == Approach::Plain {
+            continue;
+        }
+        let checks: Vec<_> = results.checks.iter().filter(|c| c.approach == a).collect();
+        let failed: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok())
+            .map(|c| {
+                let what: Vec<String> = c
+                    .differing
+                    .iter()
+                    .filter(|(_, n)| *n != 0)
+                    .map(|(t, n)| format!("{t}: {n} rows differ"))
+                    .collect();
+                format!("{}: {}", c.when, what.join(", "))
+            })
+            .collect();
+        let result = if failed.is_empty() {
+            "exact every time".to_owned()
+        } else {
+            format!("**WRONG** — {}", failed.join("; "))
+        };
+        let _ = writeln!(out, "| {} | {} | {result} |", a.label(), checks.len());
+    }
+    out.push('\n');
+}
+
+fn render_op(op: &OpResult, approaches: &[Approach], out: &mut String) {
+    let _ = writeln!(out, "### `{}`: {}\n", op.id, op.title);
+    let rows = op.rows(approaches);
+    if rows.is_empty() {
+        out.push_str("No measurements.\n\n");
+        return;
+    }
+    out.push_str("| approach | median | min | max | × plain | ÷ pg_tviews | ÷ pg_tviews per run |\n|---|---|---|---|---|---|---|\n");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "| {}{} | {} | {} | {} | {} | {} | {} |",
+            r.approach.label(),
+            row_flags(r),
+            value(op.unit, r.summary.median),
+            value(op.unit, r.summary.min),
+            value(op.unit, r.summary.max),
+            times(r.vs_plain),
+            times(r.vs_tviews),
+            r.vs_tviews_runs
+                .map(|s| format!("{}–{}", times(Some(s.min)), times(Some(s.max))))
+                .unwrap_or_else(|| "–".to_owned()),
+        );
+    }
+    out.push('\n');
+    for n in &op.notes {
+        let _ = writeln!(out, "- {n}");
+    }
+    if !op.notes.is_empty() {
+        out.push('\n');
+    }
+}
+
+fn row_flags(r: &Row) -> String {
+    let mut flags = Vec::new();
+    if r.void_runs > 0 {
+        flags.push(format!("{} void run(s)", r.void_runs));
+    }
+    if r.timed < r.total {
+        flags.push(format!("{} of {} timed", r.timed, r.total));
+    }
+    if r.errors > 0 {
+        flags.push(format!("{} failed", r.errors));
+    }
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", flags.join(", "))
+    }
+}
+
+fn render_wal(results: &Results, approaches: &[Approach], out: &mut String) {
+    let ops: Vec<&OpResult> = results
+        .ops
+        .iter()
+        .filter(|o| matches!(o.group, Group::Row | Group::Bulk) && o.rows_per_txn > 0)
+        .collect();
+    if ops.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Write amplification\n\nWAL bytes per changed source row (median over runs; from \
+         `pg_current_wal_lsn()` before and after the timed transactions, full-page images \
+         included: a checkpoint starts each run), and in brackets the ratio to plain DML.\n\n",
+    );
+    let _ = write!(out, "| operation |");
+    for a in approaches {
+        let _ = write!(out, " {} |", a.label());
+    }
+    out.push_str("\n|---|");
+    for _ in approaches {
+        out.push_str("---|");
+    }
+    out.push('\n');
+    for op in ops {
+        let rows = op.rows(approaches);
+        let plain = rows
+            .iter()
+            .find(|r| r.approach == Approach::Plain)
+            .and_then(|r| r.wal_per_row);
+        let _ = write!(out, "| `{}` |", op.id);
+        for a in approaches {
+            match rows
+                .iter()
+                .find(|r| r.approach == *a)
+                .and_then(|r| r.wal_per_row)
+            {
+                Some(w) if *a == Approach::Plain => {
+                    let _ = write!(out, " {} |", bytes(w));
+                }
+                Some(w) => {
+                    let _ = write!(
+                        out,
+                        " {} ({}) |",
+                        bytes(w),
+                        times(plain.map(|p| w / p.max(1.0)))
+                    );
+                }
+                None => out.push_str(" – |"),
+            }
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// Where pg_tviews' time goes in the single-row and bulk transactions, from its own counters.
+fn render_breakdown(results: &Results, out: &mut String) {
+    let mut lines = Vec::new();
+    let mut tviews_names: Vec<String> = Vec::new();
+    for op in &results.ops {
+        for s in op.samples.iter().filter(|s| s.approach == Approach::Tviews) {
+            if let Some(t) = &s.tviews {
+                for k in t.flush_ms.keys() {
+                    if !tviews_names.contains(k) {
+                        tviews_names.push(k.clone());
+                    }
+                }
+            }
+        }
+    }
+    tviews_names.sort_by_key(|n| match n.as_str() {
+        "tv_review" => 0,
+        "tv_product" => 1,
+        "tv_category" => 2,
+        _ => 3,
+    });
+    for op in results
+        .ops
+        .iter()
+        .filter(|o| matches!(o.group, Group::Row | Group::Bulk))
+    {
+        let samples: Vec<_> = op
+            .samples
+            .iter()
+            .filter(|s| s.approach == Approach::Tviews && !s.void && s.timed > 0)
+            .filter_map(|s| s.tviews.as_ref().map(|t| (s, t)))
+            .collect();
+        if samples.is_empty() {
+            continue;
+        }
+        let med = |f: &dyn Fn(&crate::results::Sample, &crate::results::TviewsCounters) -> f64| {
+            let v: Vec<f64> = samples.iter().map(|(s, t)| f(s, t)).collect();
+            summarize(&v).map(|s| s.median).unwrap_or(f64::NAN)
+        };
+        let latency = med(&|s, _| s.value);
+        let capture = med(&|s, t| t.capture_ms / 1e3 / s.timed as f64);
+        let flushes: Vec<f64> = tviews_names
+            .iter()
+            .map(|n| med(&|s, t| t.flush_ms.get(n).copied().unwrap_or(0.0) / 1e3 / s.timed as f64))
+            .collect();
+        let statements = med(&|s, t| t.statements as f64 / s.timed as f64);
+        let rest = latency - capture - flushes.iter().sum::<f64>();
+        let mut line = format!(
+            "| `{}` | {} | {} |",
+            op.id,
+            duration(latency),
+            duration(capture)
+        );
+        for f in &flushes {
+            let _ = write!(line, " {} |", duration(*f));
+        }
+        let _ = write!(
+            line,
+            " {} | {} | {} |",
+            duration(rest),
+            sig3(statements),
+            sig3(latency / results_plain(op).unwrap_or(f64::NAN))
+        );
+        lines.push(line);
+    }
+    if lines.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## Where pg_tviews' time goes\n\nPer transaction (median over runs), from \
+         `pg_tviews_session_stats()` and `pg_tviews_session_source_stats()` of the measuring \
+         session: *capture* is the statement-level capture triggers; each TVIEW's *flush* is its \
+         refresh at commit (refresh lock, key derivation, apply; the cascade's capture on \
+         tv_product is inside tv_product's flush); *rest* is the statement itself, the commit \
+         (WAL flush) and the round trip. *statements* counts the refresh statements.\n\n",
+    );
+    let _ = write!(out, "| operation | latency | capture |");
+    for n in &tviews_names {
+        let _ = write!(out, " flush {n} |");
+    }
+    out.push_str(" rest | statements | latency ÷ plain |\n|---|---|---|");
+    for _ in &tviews_names {
+        out.push_str("---|");
+    }
+    out.push_str("---|---|---|\n");
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+fn results_plain(op: &OpResult) -> Option<f64> {
+    let v: Vec<f64> = op
+        .samples
+        .iter()
+        .filter(|s| s.approach == Approach::Plain && !s.void)
+        .map(|s| s.value)
+        .collect();
+    summarize(&v).map(|s| s.median)
+}
+
+fn render_profile(results: &Results, out: &mut String) {
+    if results.profile.is_empty() {
+        return;
+    }
+    out.push_str(
+        "## pg_tviews' refresh statements\n\n`EXPLAIN (ANALYZE, BUFFERS)` of the prepared \
+         statements from `pg_tviews_statements(...)`, executed with representative keys after \
+         changing the source rows in the same transaction (then rolled back); plans in \
+         [profile.md](profile.md).\n\n| statement | keys | planning | execution |\n|---|---|---|---|\n",
+    );
+    for p in &results.profile {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            p.statement,
+            p.keys,
+            p.planning_ms
+                .map_or_else(|| "failed".to_owned(), |ms| duration(ms / 1e3)),
+            p.execution_ms
+                .map_or_else(|| "failed".to_owned(), |ms| duration(ms / 1e3))
+        );
+    }
+    out.push('\n');
+}
+
+/// `profile.md`: the full plans.
+pub fn render_profile_plans(results: &Results, plans: &[(String, String)]) -> String {
+    let mut out = format!(
+        "# pg_tviews refresh statements: plans ({} scale, {})\n\n",
+        results.meta.scale, results.meta.date
+    );
+    for (title, plan) in plans {
+        let _ = writeln!(out, "## {title}\n\n```\n{plan}\n```\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_three_significant_digits() {
+        assert_eq!(duration(0.000412), "412 µs");
+        assert_eq!(duration(0.00321), "3.21 ms");
+        assert_eq!(duration(1.25), "1.25 s");
+        assert_eq!(duration(125.4), "125 s");
+        assert_eq!(sig3(0.01234), "0.0123");
+        assert_eq!(sig3(0.5), "0.500");
+        assert_eq!(times(Some(12.345)), "12.3×");
+        assert_eq!(times(None), "–");
+        assert_eq!(bytes(2048.0), "2.00 KiB");
+    }
+}

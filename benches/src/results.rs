@@ -1,0 +1,352 @@
+//! What a benchmark run measured: written as `results.json`, rendered as `report.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::approach::Approach;
+use crate::stats::{Summary, paired_ratios, ratio, summarize};
+use crate::workload::{Group, Op};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub meta: Meta,
+    pub approaches: Vec<ApproachStatus>,
+    pub checks: Vec<Check>,
+    pub ops: Vec<OpResult>,
+    /// EXPLAIN (ANALYZE, BUFFERS) timings of pg_tviews' refresh statements.
+    #[serde(default)]
+    pub profile: Vec<ProfileEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    /// UTC, from the server: `YYYY-MM-DD HH:MM`.
+    pub date: String,
+    pub scale: String,
+    pub seed: u64,
+    pub runs: u32,
+    /// Single-row transactions per sample.
+    pub iterations: u64,
+    /// Row counts of the sources after loading: category, product, review, inventory.
+    pub rows: BTreeMap<String, u64>,
+    pub postgres: String,
+    pub tviews_version: String,
+    /// How the installed pg_tviews library was built, and by whom.
+    pub tviews_build: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    /// Non-default server settings (name, value).
+    pub settings: Vec<(String, String)>,
+    pub preload: bool,
+    pub command: String,
+    pub seconds: f64,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApproachStatus {
+    pub approach: Approach,
+    pub included: bool,
+    pub note: Option<String>,
+}
+
+/// A comparison of an approach's read model with the definitions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    pub approach: Approach,
+    /// "before the runs", "after run 2".
+    pub when: String,
+    /// (table, rows that differ) per read-model table; pg_tviews adds `pg_tviews_diff(...)`.
+    pub differing: Vec<(String, i64)>,
+}
+
+impl Check {
+    pub fn ok(&self) -> bool {
+        self.differing.iter().all(|(_, n)| *n == 0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Seconds per transaction, measured over a sample of transactions.
+    SecondsPerTxn,
+    /// Committed transactions per second (all clients).
+    TxnPerSecond,
+    /// Seconds for the whole operation.
+    Seconds,
+}
+
+impl Unit {
+    /// The value as a cost (higher is worse), so every ratio reads the same way.
+    pub fn cost(self, value: f64) -> f64 {
+        match self {
+            Unit::TxnPerSecond => 1.0 / value,
+            Unit::SecondsPerTxn | Unit::Seconds => value,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpResult {
+    pub op: Op,
+    pub id: String,
+    pub title: String,
+    pub group: Group,
+    pub unit: Unit,
+    /// Source rows written per transaction.
+    pub rows_per_txn: u64,
+    pub samples: Vec<Sample>,
+    pub notes: Vec<String>,
+}
+
+/// One approach's measurement of one operation in one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    pub approach: Approach,
+    pub run: u32,
+    pub value: f64,
+    /// Transactions timed (materialized views may time fewer than they apply).
+    pub timed: u64,
+    /// Transactions applied.
+    pub total: u64,
+    /// WAL written by the timed transactions (`pg_current_wal_lsn()` difference).
+    pub wal_bytes: Option<u64>,
+    /// Transactions that failed (serialization failures, deadlocks) and were not counted.
+    pub errors: u64,
+    /// The read model was found wrong after this run: the sample measured a wrong answer.
+    pub void: bool,
+    /// pg_tviews' own counters over the timed transactions (pg_tviews only).
+    pub tviews: Option<TviewsCounters>,
+}
+
+/// Totals from `pg_tviews_session_stats()` and `pg_tviews_session_source_stats()`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TviewsCounters {
+    /// Milliseconds in the capture triggers of the source tables (statement time).
+    pub capture_ms: f64,
+    /// Milliseconds refreshing each TVIEW at commit (lock, derive, apply; a cascade's capture
+    /// on a TVIEW is inside its upstream TVIEW's time).
+    pub flush_ms: BTreeMap<String, f64>,
+    pub statements: i64,
+    pub keys: i64,
+    pub written: i64,
+    pub skipped: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileEntry {
+    pub statement: String,
+    pub keys: String,
+    pub execution_ms: Option<f64>,
+    pub planning_ms: Option<f64>,
+    /// The top of the plan (first lines of EXPLAIN), for the report.
+    pub plan_head: String,
+}
+
+/// One line of an operation's table: an approach's summary and its ratios.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub approach: Approach,
+    /// Of the values, in the operation's unit (valid runs only).
+    pub summary: Summary,
+    /// Median cost ÷ plain DML's median cost.
+    pub vs_plain: Option<f64>,
+    /// Median cost ÷ pg_tviews' median cost (> 1: pg_tviews is cheaper).
+    pub vs_tviews: Option<f64>,
+    /// The same ratio computed within each run: its min/median/max.
+    pub vs_tviews_runs: Option<Summary>,
+    pub void_runs: usize,
+    pub timed: u64,
+    pub total: u64,
+    pub errors: u64,
+    /// Median WAL bytes per changed source row.
+    pub wal_per_row: Option<f64>,
+}
+
+impl OpResult {
+    /// Each approach's valid values by run (None where a run has no valid sample).
+    fn costs_by_run(&self, approach: Approach, runs: u32) -> Vec<Option<f64>> {
+        (1..=runs)
+            .map(|run| {
+                self.samples
+                    .iter()
+                    .find(|s| s.approach == approach && s.run == run && !s.void)
+                    .map(|s| self.unit.cost(s.value))
+            })
+            .collect()
+    }
+
+    fn median_cost(&self, approach: Approach) -> Option<f64> {
+        let costs: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.approach == approach && !s.void)
+            .map(|s| self.unit.cost(s.value))
+            .collect();
+        summarize(&costs).map(|s| s.median)
+    }
+
+    /// The table rows, in the order the approaches were given.
+    pub fn rows(&self, approaches: &[Approach]) -> Vec<Row> {
+        let runs = self.samples.iter().map(|s| s.run).max().unwrap_or(0);
+        let plain = self.median_cost(Approach::Plain);
+        let tviews = self.median_cost(Approach::Tviews);
+        let tviews_runs = self.costs_by_run(Approach::Tviews, runs);
+        approaches
+            .iter()
+            .filter_map(|&a| {
+                let mine: Vec<&Sample> = self.samples.iter().filter(|s| s.approach == a).collect();
+                let valid: Vec<f64> = mine.iter().filter(|s| !s.void).map(|s| s.value).collect();
+                let summary = summarize(&valid)?;
+                let cost = self.median_cost(a);
+                let wal: Vec<f64> = mine
+                    .iter()
+                    .filter(|s| !s.void && s.timed > 0 && self.rows_per_txn > 0)
+                    .filter_map(|s| {
+                        s.wal_bytes
+                            .map(|w| w as f64 / (s.timed * self.rows_per_txn) as f64)
+                    })
+                    .collect();
+                Some(Row {
+                    approach: a,
+                    summary,
+                    vs_plain: ratio(cost, plain),
+                    vs_tviews: ratio(cost, tviews),
+                    vs_tviews_runs: paired_ratios(&self.costs_by_run(a, runs), &tviews_runs),
+                    void_runs: mine.iter().filter(|s| s.void).count(),
+                    timed: mine.iter().map(|s| s.timed).sum(),
+                    total: mine.iter().map(|s| s.total).sum(),
+                    errors: mine.iter().map(|s| s.errors).sum(),
+                    wal_per_row: summarize(&wal).map(|s| s.median),
+                })
+            })
+            .collect()
+    }
+}
+
+impl Results {
+    pub fn included(&self) -> Vec<Approach> {
+        self.approaches
+            .iter()
+            .filter(|a| a.included)
+            .map(|a| a.approach)
+            .collect()
+    }
+
+    /// pg_tviews' median cost ÷ the cheaper hand-written trigger variant's, per operation,
+    /// worst (highest) first: where pg_tviews loses most to the approach it must beat.
+    pub fn tviews_vs_triggers(&self) -> Vec<(String, f64, Approach)> {
+        let mut out: Vec<(String, f64, Approach)> = self
+            .ops
+            .iter()
+            .filter_map(|op| {
+                let rows = op.rows(&[Approach::TriggersRow, Approach::TriggersStmt]);
+                // vs_tviews is trigger ÷ pg_tviews; invert it for pg_tviews ÷ trigger.
+                rows.iter()
+                    .filter_map(|r| r.vs_tviews.map(|v| (1.0 / v, r.approach)))
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(ratio, a)| (op.id.clone(), ratio, a))
+            })
+            .filter(|(_, r, _)| r.is_finite())
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::{Action, Level};
+
+    fn sample(approach: Approach, run: u32, value: f64) -> Sample {
+        Sample {
+            approach,
+            run,
+            value,
+            timed: 10,
+            total: 10,
+            wal_bytes: Some(1000),
+            errors: 0,
+            void: false,
+            tviews: None,
+        }
+    }
+
+    fn op(unit: Unit, samples: Vec<Sample>) -> OpResult {
+        let op = Op::Row {
+            level: Level::Product,
+            action: Action::Update,
+        };
+        OpResult {
+            op,
+            id: op.id(),
+            title: op.title(),
+            group: op.group(),
+            unit,
+            rows_per_txn: 1,
+            samples,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_are_of_medians_and_per_run() {
+        use Approach::*;
+        let r = op(
+            Unit::SecondsPerTxn,
+            vec![
+                sample(Plain, 1, 1.0),
+                sample(Plain, 2, 1.0),
+                sample(Plain, 3, 1.0),
+                sample(Tviews, 1, 2.0),
+                sample(Tviews, 2, 4.0),
+                sample(Tviews, 3, 3.0),
+                sample(TriggersRow, 1, 4.0),
+                sample(TriggersRow, 2, 4.0),
+                sample(TriggersRow, 3, 6.0),
+            ],
+        );
+        let rows = r.rows(&[Plain, Tviews, TriggersRow, PgIvm]);
+        assert_eq!(rows.len(), 3, "no samples, no row");
+        assert_eq!(rows[1].vs_plain, Some(3.0));
+        assert_eq!(rows[2].vs_tviews, Some(4.0 / 3.0));
+        let per_run = rows[2].vs_tviews_runs.unwrap();
+        assert_eq!((per_run.min, per_run.median, per_run.max), (1.0, 2.0, 2.0));
+        assert_eq!(rows[0].wal_per_row, Some(100.0));
+    }
+
+    #[test]
+    fn throughput_ratios_are_costs() {
+        use Approach::*;
+        let r = op(
+            Unit::TxnPerSecond,
+            vec![sample(Plain, 1, 1000.0), sample(Tviews, 1, 250.0)],
+        );
+        let rows = r.rows(&[Plain, Tviews]);
+        assert_eq!(rows[1].vs_plain, Some(4.0));
+        assert_eq!(rows[1].summary.median, 250.0);
+    }
+
+    #[test]
+    fn void_samples_are_left_out() {
+        use Approach::*;
+        let mut bad = sample(TriggersRow, 2, 100.0);
+        bad.void = true;
+        let r = op(
+            Unit::SecondsPerTxn,
+            vec![
+                sample(Tviews, 1, 1.0),
+                sample(Tviews, 2, 1.0),
+                sample(TriggersRow, 1, 2.0),
+                bad,
+            ],
+        );
+        let rows = r.rows(&[Tviews, TriggersRow]);
+        assert_eq!(rows[1].summary.max, 2.0);
+        assert_eq!(rows[1].void_runs, 1);
+    }
+}

@@ -1,0 +1,978 @@
+//! Runs the benchmark on a scratch cluster: loads the data once into a template database,
+//! copies it into one database per approach, and measures every operation in every approach
+//! in turn, run after run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::SinkExt;
+use tokio_postgres::Client;
+use tviews_tests::{Cluster, ClusterOptions};
+
+use crate::approach::{Approach, Doc, diff_sql};
+use crate::data::Catalogue;
+use crate::results::{
+    ApproachStatus, Check, Meta, OpResult, ProfileEntry, Results, Sample, TviewsCounters, Unit,
+};
+use crate::scale::Scale;
+use crate::workload::{ClientKeys, Group, Op, Params};
+
+pub fn params(t: &Params) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    t.iter().map(|v| v.as_sql()).collect()
+}
+
+const TEMPLATE_DB: &str = "bench_template";
+const CREATE_DB: &str = "bench_create";
+/// Materialized views are left out of the concurrency operations when one refresh of what a
+/// price change touches takes longer than this: every client would wait for every refresh.
+const MATVIEW_CONCURRENCY_LIMIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub scale: Scale,
+    pub runs: u32,
+    /// Single-row transactions per sample.
+    pub iterations: u64,
+    pub seed: u64,
+    pub out: PathBuf,
+    /// Seconds of timed transactions a materialized-view sample may take; the rest of its
+    /// transactions are applied untimed, without refresh, then refreshed once.
+    pub matview_budget: f64,
+    pub preload: bool,
+    /// Only these approaches (plain DML and pg_tviews are always measured).
+    pub approaches: Option<Vec<Approach>>,
+    /// Only operations whose id starts with one of these (development).
+    pub ops: Option<Vec<String>>,
+    /// "release build, installed by this command", or None when the command did not install.
+    pub installed: Option<String>,
+    pub command: String,
+}
+
+/// A connection per approach database, plus what the report needs to know about them.
+struct Bench {
+    cat: Catalogue,
+    cfg: Config,
+    approaches: Vec<Approach>,
+    statuses: Vec<ApproachStatus>,
+    clients: BTreeMap<Approach, Client>,
+    create_client: Client,
+    /// Seconds one REFRESH of each materialized view takes (plain, concurrently).
+    refresh_estimate: BTreeMap<(Approach, Doc), f64>,
+    checks: Vec<Check>,
+    notes: Vec<String>,
+    /// Last, so that it is dropped (stopped) after the connections.
+    cluster: Cluster,
+}
+
+pub async fn run(cfg: Config) -> Result<Results> {
+    let started = Instant::now();
+    let settings: Vec<(String, String)> = [
+        ("fsync", "on"),
+        ("synchronous_commit", "on"),
+        ("full_page_writes", "on"),
+        ("shared_buffers", cfg.scale.shared_buffers()),
+        ("work_mem", "64MB"),
+        ("maintenance_work_mem", "512MB"),
+        ("max_wal_size", "8GB"),
+        ("checkpoint_timeout", "30min"),
+        // Vacuum runs between runs, untimed, in every database alike.
+        ("autovacuum", "off"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let cluster = Cluster::start(ClusterOptions {
+        name: "bench".into(),
+        preload: cfg.preload,
+        settings,
+        ..ClusterOptions::default()
+    })?;
+    eprintln!(
+        "tviews-benches: cluster on port {}, generating {} data (seed {})",
+        cluster.port(),
+        cfg.scale.name(),
+        cfg.seed
+    );
+    let cat = Catalogue::generate(cfg.scale, cfg.seed);
+    load_template(&cluster, &cat).await?;
+
+    let mut statuses = Vec::new();
+    let mut approaches = Vec::new();
+    let pg_ivm_available = cluster
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_ivm'",
+        )?
+        .trim()
+        == "1";
+    for a in Approach::ALL {
+        let wanted = cfg
+            .approaches
+            .as_ref()
+            .is_none_or(|w| w.contains(&a) || matches!(a, Approach::Plain | Approach::Tviews));
+        if !wanted {
+            statuses.push(ApproachStatus {
+                approach: a,
+                included: false,
+                note: Some("left out by --approaches".into()),
+            });
+            continue;
+        }
+        if a == Approach::PgIvm && !pg_ivm_available {
+            statuses.push(ApproachStatus {
+                approach: a,
+                included: false,
+                note: Some(
+                    "pg_ivm is not installed in this PostgreSQL (not in pg_available_extensions)"
+                        .into(),
+                ),
+            });
+            continue;
+        }
+        eprintln!("tviews-benches: setting up {}", a.label());
+        match setup_approach(&cluster, a) {
+            Ok(()) => {
+                approaches.push(a);
+                statuses.push(ApproachStatus {
+                    approach: a,
+                    included: true,
+                    note: approach_note(a),
+                });
+            }
+            Err(e) if a == Approach::PgIvm => {
+                statuses.push(ApproachStatus {
+                    approach: a,
+                    included: false,
+                    note: Some(format!("setting it up failed: {e:#}")),
+                });
+            }
+            Err(e) => return Err(e.context(format!("setting up {}", a.label()))),
+        }
+    }
+    setup_create_db(&cluster, &approaches)?;
+
+    let mut clients = BTreeMap::new();
+    for a in &approaches {
+        clients.insert(*a, cluster.connect(&a.database()).await?);
+    }
+    let create_client = cluster.connect(CREATE_DB).await?;
+    let mut bench = Bench {
+        cluster,
+        cat,
+        cfg,
+        approaches,
+        statuses,
+        clients,
+        create_client,
+        refresh_estimate: BTreeMap::new(),
+        checks: Vec::new(),
+        notes: Vec::new(),
+    };
+    bench.estimate_refreshes().await?;
+    for a in bench.approaches.clone() {
+        bench.check(a, "before the runs").await?;
+    }
+    let ops: Vec<Op> = Op::sequence(bench.cfg.scale)
+        .into_iter()
+        .filter(|op| {
+            bench
+                .cfg
+                .ops
+                .as_ref()
+                .is_none_or(|w| w.iter().any(|p| op.id().starts_with(p.as_str())))
+        })
+        .collect();
+    let mut results: Vec<OpResult> = ops
+        .iter()
+        .map(|op| OpResult {
+            op: *op,
+            id: op.id(),
+            title: op.title(),
+            group: op.group(),
+            unit: match op.group() {
+                Group::Concurrency => Unit::TxnPerSecond,
+                Group::Creation => Unit::Seconds,
+                _ => Unit::SecondsPerTxn,
+            },
+            rows_per_txn: op.rows_per_txn(),
+            samples: Vec::new(),
+            notes: Vec::new(),
+        })
+        .collect();
+    for run in 1..=bench.cfg.runs {
+        bench.prepare_run().await?;
+        let n = bench.approaches.len();
+        let order: Vec<Approach> = (0..n)
+            .map(|i| bench.approaches[(i + run as usize - 1) % n])
+            .collect();
+        for (op, result) in ops.iter().zip(results.iter_mut()) {
+            let mut line = format!("[run {run}/{}] {:<28}", bench.cfg.runs, op.id());
+            for a in &order {
+                match bench.measure(*a, op, run, result).await {
+                    Ok(Some(sample)) => {
+                        line.push_str(&format!(
+                            " {}={}",
+                            a.id(),
+                            match result.unit {
+                                Unit::TxnPerSecond =>
+                                    format!("{}tx/s", crate::report::sig3(sample.value)),
+                                _ => crate::report::duration(sample.value).replace(' ', ""),
+                            }
+                        ));
+                        result.samples.push(sample);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let note = format!("{} failed in run {run}: {e:#}", a.label());
+                        eprintln!("tviews-benches: {note}");
+                        if !result.notes.contains(&note) {
+                            result.notes.push(note);
+                        }
+                        // Whatever the failure left open.
+                        let _ = bench.clients[a].batch_execute("ROLLBACK").await;
+                    }
+                }
+            }
+            eprintln!("{line}");
+        }
+        for a in bench.approaches.clone() {
+            let ok = bench.check(a, &format!("after run {run}")).await?;
+            if !ok {
+                for r in results.iter_mut() {
+                    for s in r
+                        .samples
+                        .iter_mut()
+                        .filter(|s| s.approach == a && s.run == run)
+                    {
+                        s.void = true;
+                    }
+                }
+                eprintln!(
+                    "tviews-benches: {} is WRONG after run {run}: its samples of this run are void; repairing",
+                    a.label()
+                );
+                bench.clients[&a].batch_execute(a.repair_sql()).await?;
+            }
+        }
+    }
+    let (profile, plans) = if bench.approaches.contains(&Approach::Tviews) {
+        bench.profile_tviews().await.unwrap_or_else(|e| {
+            bench
+                .notes
+                .push(format!("profiling pg_tviews failed: {e:#}"));
+            (Vec::new(), Vec::new())
+        })
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let meta = bench.meta(started.elapsed().as_secs_f64()).await?;
+    let results = Results {
+        meta,
+        approaches: bench.statuses.clone(),
+        checks: bench.checks.clone(),
+        ops: results,
+        profile,
+    };
+    std::fs::create_dir_all(&bench.cfg.out)?;
+    std::fs::write(
+        bench.cfg.out.join("profile.md"),
+        crate::report::render_profile_plans(&results, &plans),
+    )?;
+    Ok(results)
+}
+
+fn approach_note(a: Approach) -> Option<String> {
+    match a {
+        Approach::TriggersRow => Some(
+            "Not safe under concurrency: two transactions changing products of one category each \
+             recompute the category from a snapshot without the other's change (the disjoint-key \
+             clients here never share a category)"
+                .into(),
+        ),
+        Approach::TriggersStmt => Some("Not safe under concurrency either".into()),
+        Approach::PgIvm => Some(
+            "pg_ivm refuses jsonb_build_object (STABLE), correlated subqueries, jsonb_agg and IMMVs \
+             over IMMVs, so: documents are built by IMMUTABLE wrapper functions; ivm_review \
+             (= tv_review), ivm_product_base (a product's own document with its category, and its \
+             stock) and ivm_review_stats (count and average rating per product) are IMMVs; the \
+             product and category documents are views assembled from them when read, so the \
+             category's list of product documents is never stored. The check compares those views \
+             with the definitions"
+                .into(),
+        ),
+        Approach::Matview => Some(
+            "When a refresh is slow, only the first transactions of a sample are timed (with their \
+             refresh); the rest are applied without refresh and the views refreshed once after"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+/// The template database: sources, definitions (plain views) and the generated rows.
+pub async fn load_template(cluster: &Cluster, cat: &Catalogue) -> Result<()> {
+    cluster.create_database(TEMPLATE_DB)?;
+    cluster.psql(TEMPLATE_DB, crate::approach::SCHEMA_SQL)?;
+    cluster.psql(TEMPLATE_DB, crate::approach::DEFINITIONS_SQL)?;
+    let client = cluster.connect(TEMPLATE_DB).await?;
+    for (table, columns, chunks) in [
+        (
+            "tb_category",
+            "pk_category, name, slug",
+            cat.category_rows(),
+        ),
+        (
+            "tb_product",
+            "pk_product, fk_category, name, price",
+            cat.product_rows(),
+        ),
+        (
+            "tb_review",
+            "pk_review, fk_product, rating, body",
+            cat.review_rows(),
+        ),
+        (
+            "tb_inventory",
+            "fk_product, quantity, warehouse",
+            cat.inventory_rows(),
+        ),
+    ] {
+        let sink = client
+            .copy_in(&format!("COPY {table} ({columns}) FROM STDIN"))
+            .await?;
+        let mut sink = Box::pin(sink);
+        for chunk in chunks {
+            sink.send(chunk).await?;
+        }
+        sink.as_mut()
+            .finish()
+            .await
+            .with_context(|| format!("loading {table}"))?;
+    }
+    client.batch_execute("VACUUM (ANALYZE, FREEZE)").await?;
+    drop(client);
+    Ok(())
+}
+
+/// Creates the approach's database from the template and builds its read model.
+pub fn setup_approach(cluster: &Cluster, a: Approach) -> Result<()> {
+    let db = a.database();
+    cluster.psql(
+        "postgres",
+        &format!("CREATE DATABASE {db} TEMPLATE {TEMPLATE_DB}"),
+    )?;
+    match a {
+        Approach::Tviews => {
+            cluster.psql(&db, "CREATE EXTENSION pg_tviews")?;
+        }
+        Approach::PgIvm => {
+            cluster.psql(
+                &db,
+                &format!(
+                    "CREATE EXTENSION pg_ivm; ALTER DATABASE {db} SET session_preload_libraries = 'pg_ivm'"
+                ),
+            )?;
+        }
+        _ => {}
+    }
+    cluster.psql(&db, a.setup_sql())?;
+    cluster.psql(&db, "VACUUM (ANALYZE)")?;
+    Ok(())
+}
+
+/// A database with the sources and every extension, where creation is timed and undone.
+fn setup_create_db(cluster: &Cluster, approaches: &[Approach]) -> Result<()> {
+    cluster.psql(
+        "postgres",
+        &format!("CREATE DATABASE {CREATE_DB} TEMPLATE {TEMPLATE_DB}"),
+    )?;
+    if approaches.contains(&Approach::Tviews) {
+        cluster.psql(CREATE_DB, "CREATE EXTENSION pg_tviews")?;
+    }
+    if approaches.contains(&Approach::PgIvm) {
+        cluster.psql(
+            CREATE_DB,
+            &format!(
+                "CREATE EXTENSION pg_ivm; ALTER DATABASE {CREATE_DB} SET session_preload_libraries = 'pg_ivm'"
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// Rows in which each of the approach's read-model tables differs from its definition (and,
+/// for pg_tviews, what `pg_tviews_diff` says).
+pub async fn check_read_model(client: &Client, a: Approach) -> Result<Vec<(String, i64)>> {
+    let mut differing = Vec::new();
+    for doc in Doc::ALL {
+        let Some(model) = a.model(doc) else { continue };
+        let n: i64 = client
+            .query_one(&diff_sql(&model), &[])
+            .await
+            .with_context(|| format!("checking {}", model.table))?
+            .get(0);
+        differing.push((model.table.to_owned(), n));
+        if a == Approach::Tviews {
+            let n: i64 = client
+                .query_one("SELECT pg_tviews_diff($1)", &[&model.table])
+                .await?
+                .get(0);
+            differing.push((format!("pg_tviews_diff('{}')", model.table), n));
+        }
+    }
+    Ok(differing)
+}
+
+/// One transaction of a measured operation: the statement alone (autocommit), or, when
+/// `refresh` is not empty, the statement and the refreshes in one transaction.
+pub async fn execute_txn(
+    client: &Client,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    refresh: &str,
+    read: bool,
+) -> Result<(), tokio_postgres::Error> {
+    if read {
+        client.query(stmt, params).await.map(drop)
+    } else if refresh.is_empty() {
+        client.execute(stmt, params).await.map(drop)
+    } else {
+        client.batch_execute("BEGIN").await?;
+        client.execute(stmt, params).await?;
+        client.batch_execute(&format!("{refresh} COMMIT")).await
+    }
+}
+
+async fn wal_lsn(client: &Client) -> Result<u64> {
+    let row = client
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+        .await?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+impl Bench {
+    fn client(&self, a: Approach) -> &Client {
+        &self.clients[&a]
+    }
+
+    /// One REFRESH of each materialized view, timed, to size the samples.
+    async fn estimate_refreshes(&mut self) -> Result<()> {
+        for a in self.approaches.clone() {
+            if !a.is_matview() {
+                continue;
+            }
+            for doc in Doc::ALL {
+                let sql = a.refresh_sql(&[doc]);
+                let t = Instant::now();
+                self.client(a).batch_execute(&sql).await?;
+                self.refresh_estimate
+                    .insert((a, doc), t.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_seconds(&self, a: Approach, docs: &[Doc]) -> f64 {
+        docs.iter()
+            .map(|d| self.refresh_estimate.get(&(a, *d)).copied().unwrap_or(0.0))
+            .sum()
+    }
+
+    /// Before each run: a checkpoint (so every run pays the same full-page images) and a
+    /// vacuum of every database (autovacuum is off).
+    async fn prepare_run(&self) -> Result<()> {
+        for a in &self.approaches {
+            self.client(*a).batch_execute("VACUUM (ANALYZE)").await?;
+        }
+        self.create_client.batch_execute("CHECKPOINT").await?;
+        Ok(())
+    }
+
+    /// Compares the read model with the definitions; records the check.
+    async fn check(&mut self, a: Approach, when: &str) -> Result<bool> {
+        if a == Approach::Plain {
+            return Ok(true);
+        }
+        let check = Check {
+            approach: a,
+            when: when.to_owned(),
+            differing: check_read_model(self.client(a), a).await?,
+        };
+        let ok = check.ok();
+        self.checks.push(check);
+        Ok(ok)
+    }
+
+    async fn measure(
+        &self,
+        a: Approach,
+        op: &Op,
+        run: u32,
+        result: &mut OpResult,
+    ) -> Result<Option<Sample>> {
+        match op {
+            Op::Concurrent { clients, hot } => {
+                if a.is_matview() {
+                    let est = self.refresh_seconds(a, &op.touched_docs());
+                    if est > MATVIEW_CONCURRENCY_LIMIT.as_secs_f64() {
+                        let note = format!(
+                            "{} left out: one refresh takes {} (> {} s), every client would queue behind it",
+                            a.label(),
+                            crate::report::duration(est),
+                            MATVIEW_CONCURRENCY_LIMIT.as_secs()
+                        );
+                        if !result.notes.contains(&note) {
+                            result.notes.push(note);
+                        }
+                        return Ok(None);
+                    }
+                }
+                self.measure_concurrent(a, op, *clients, *hot, run)
+                    .await
+                    .map(Some)
+            }
+            Op::Create => {
+                if a == Approach::MatviewConcurrently {
+                    // The same views and indexes as REFRESH MATVIEW.
+                    return Ok(None);
+                }
+                self.measure_create(a, run).await.map(Some)
+            }
+            _ => self.measure_txns(a, op, run).await.map(Some),
+        }
+    }
+
+    /// A sample of sequential transactions on the approach's connection.
+    async fn measure_txns(&self, a: Approach, op: &Op, run: u32) -> Result<Sample> {
+        let client = self.client(a);
+        let n = op.iterations(self.cfg.iterations);
+        let txns = op.transactions(&self.cat, run, n);
+        let (sql, types) = op.statement(a).context("operation without a statement")?;
+        let stmt = client.prepare_typed(&sql, &types).await?;
+        let docs = op.touched_docs();
+        let refresh = a.refresh_sql(&docs);
+        let timed = if a.is_matview() && !refresh.is_empty() {
+            let est = self.refresh_seconds(a, &docs).max(1e-6);
+            ((self.cfg.matview_budget / est).floor() as u64).clamp(1, n)
+        } else {
+            n
+        };
+        let read = op.group() == Group::Read;
+        if a == Approach::Tviews {
+            client
+                .batch_execute("SELECT pg_tviews_session_stats_reset()")
+                .await?;
+        }
+        let wal_before = wal_lsn(client).await?;
+        let start = Instant::now();
+        for t in &txns[..timed as usize] {
+            execute_txn(client, &stmt, &params(t), &refresh, read).await?;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let wal_after = wal_lsn(client).await?;
+        let tviews = if a == Approach::Tviews {
+            Some(tviews_counters(client).await?)
+        } else {
+            None
+        };
+        // Materialized views: apply the rest untimed, then bring the views up to date once, so
+        // every approach's sources hold the same rows afterwards.
+        if (timed as usize) < txns.len() {
+            for t in &txns[timed as usize..] {
+                client.execute(&stmt, &params(t)).await?;
+            }
+            client.batch_execute(&refresh).await?;
+        }
+        Ok(Sample {
+            approach: a,
+            run,
+            value: elapsed / timed as f64,
+            timed,
+            total: n,
+            wal_bytes: (!read).then(|| wal_after.saturating_sub(wal_before)),
+            errors: 0,
+            void: false,
+            tviews,
+        })
+    }
+
+    /// Throughput of `clients` connections changing product prices for a fixed time.
+    async fn measure_concurrent(
+        &self,
+        a: Approach,
+        op: &Op,
+        clients: u32,
+        hot: bool,
+        run: u32,
+    ) -> Result<Sample> {
+        let (sql, types) = op.statement(a).context("no statement")?;
+        let refresh = Arc::new(a.refresh_sql(&op.touched_docs()));
+        let mut sessions = Vec::new();
+        for k in 0..clients {
+            let c = self.cluster.connect(&a.database()).await?;
+            let stmt = c.prepare_typed(&sql, &types).await?;
+            sessions.push((c, stmt, ClientKeys::new(&self.cat, run, clients, hot, k)));
+        }
+        let seconds = self.cfg.scale.concurrency_seconds();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs_f64(seconds);
+        let mut tasks = Vec::new();
+        for (c, stmt, mut keys) in sessions {
+            let refresh = refresh.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut commits, mut errors) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    let key = keys.next_key();
+                    let outcome = execute_txn(&c, &stmt, &[&key], &refresh, false).await;
+                    match outcome {
+                        Ok(()) => commits += 1,
+                        Err(e)
+                            if e.code()
+                                .is_some_and(|s| s.code() == "40001" || s.code() == "40P01") =>
+                        {
+                            errors += 1;
+                            let _ = c.batch_execute("ROLLBACK").await;
+                        }
+                        Err(e) => return Err(anyhow::Error::from(e)),
+                    }
+                }
+                Ok::<_, anyhow::Error>((commits, errors, Instant::now()))
+            }));
+        }
+        let (mut commits, mut errors, mut end) = (0, 0, start);
+        for t in tasks {
+            let (c, e, finished) = t.await??;
+            commits += c;
+            errors += e;
+            end = end.max(finished);
+        }
+        let elapsed = (end - start).as_secs_f64();
+        Ok(Sample {
+            approach: a,
+            run,
+            value: commits as f64 / elapsed,
+            timed: commits,
+            total: commits,
+            wal_bytes: None,
+            errors,
+            void: false,
+            tviews: None,
+        })
+    }
+
+    /// Builds the approach's read model in the scratch database (one transaction), then drops it.
+    async fn measure_create(&self, a: Approach, run: u32) -> Result<Sample> {
+        let c = &self.create_client;
+        let start = Instant::now();
+        c.batch_execute(a.creation_sql())
+            .await
+            .with_context(|| format!("creating the read model of {}", a.label()))?;
+        let elapsed = start.elapsed().as_secs_f64();
+        c.batch_execute(a.teardown_sql())
+            .await
+            .with_context(|| format!("dropping the read model of {}", a.label()))?;
+        Ok(Sample {
+            approach: a,
+            run,
+            value: elapsed,
+            timed: 1,
+            total: 1,
+            wal_bytes: None,
+            errors: 0,
+            void: false,
+            tviews: None,
+        })
+    }
+
+    /// EXPLAIN (ANALYZE, BUFFERS) of pg_tviews' refresh statements with representative keys,
+    /// each after changing the sources in the same transaction, rolled back.
+    async fn profile_tviews(&self) -> Result<(Vec<ProfileEntry>, Vec<(String, String)>)> {
+        let c = self.client(Approach::Tviews);
+        let stmt = |tview: &str, kind: &str| {
+            let (tview, kind) = (tview.to_owned(), kind.to_owned());
+            async move {
+                let row = c
+                    .query_one(
+                        "SELECT sql FROM pg_tviews_statements($1) WHERE kind = $2 LIMIT 1",
+                        &[&tview, &kind],
+                    )
+                    .await
+                    .with_context(|| format!("{kind} of {tview}"))?;
+                Ok::<String, anyhow::Error>(row.get(0))
+            }
+        };
+        let product_apply = stmt("tv_product", "apply_keys").await?;
+        let product_derive = stmt("tv_product", "derive").await?;
+        let category_apply = stmt("tv_category", "apply_keys").await?;
+        let review_apply = stmt("tv_review", "apply_keys").await?;
+        let product = (self.cat.products() / 2) as i64;
+        let category = i64::from(self.cat.product_category[(product - 1) as usize]);
+        let cat_products: Vec<String> = self
+            .cat
+            .products_of(category as u64)
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let array = |v: &[String]| format!("{{{}}}", v.join(","));
+        let review = (self.cat.reviews() / 2) as i64;
+        // The statement pg_tviews runs first in each flush (ext/src/registry.rs, LOCK_SQL).
+        let lock_sql = "INSERT INTO tviews.refresh_lock AS l (relid, flushes) VALUES ($1, 1) \
+             ON CONFLICT (relid) DO UPDATE SET flushes = l.flushes OPERATOR(pg_catalog.+) 1";
+        let has_lock_table: bool = c
+            .query_one("SELECT to_regclass('tviews.refresh_lock') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        let mut cases: Vec<(String, String, String, &str, String)> = Vec::new();
+        if has_lock_table {
+            cases.push((
+                "refresh lock (upsert of tviews.refresh_lock)".into(),
+                "tv_product's oid".into(),
+                String::new(),
+                lock_sql,
+                "'tv_product'::regclass::oid".into(),
+            ));
+        }
+        cases.extend([
+            (
+                "tv_product apply_keys".into(),
+                "1 product, after a price change".into(),
+                format!("UPDATE tb_product SET price = price + 1 WHERE pk_product = {product}"),
+                product_apply.as_str(),
+                format!("'{}'::text[]", array(&[product.to_string()])),
+            ),
+            (
+                "tv_product derive (from tb_category)".into(),
+                "1 category → its 50 products".into(),
+                String::new(),
+                product_derive.as_str(),
+                format!("'{{{category}}}'::text[]"),
+            ),
+            (
+                "tv_product apply_keys".into(),
+                "50 products, after their category's rename".into(),
+                format!(
+                    "UPDATE tb_category SET name = name || ' (profiled)' WHERE pk_category = {category}"
+                ),
+                product_apply.as_str(),
+                format!("'{}'::text[]", array(&cat_products)),
+            ),
+            (
+                "tv_category apply_keys".into(),
+                "1 category, after one of its products changed".into(),
+                format!(
+                    "UPDATE tb_product SET price = price + 1 WHERE pk_product = {product}; \
+                     PREPARE tv_product_apply(text[]) AS {product_apply}; \
+                     EXECUTE tv_product_apply('{}'); DEALLOCATE tv_product_apply",
+                    array(&[product.to_string()])
+                ),
+                category_apply.as_str(),
+                format!("'{{{category}}}'::text[]"),
+            ),
+            (
+                "tv_review apply_keys".into(),
+                "1 review, after a rating change".into(),
+                format!("UPDATE tb_review SET rating = rating % 5 + 1 WHERE pk_review = {review}"),
+                review_apply.as_str(),
+                format!("'{{{review}}}'::text[]"),
+            ),
+        ]);
+        let mut entries = Vec::new();
+        let mut plans = Vec::new();
+        for (name, keys, before, sql, arg) in cases {
+            let explained = async {
+                c.batch_execute("BEGIN").await?;
+                if !before.is_empty() {
+                    c.batch_execute(&before)
+                        .await
+                        .context("changing the sources first")?;
+                }
+                c.batch_execute(&format!("PREPARE bench_profile AS {sql}"))
+                    .await
+                    .context("PREPARE")?;
+                let rows = c
+                    .simple_query(&format!(
+                        "EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_profile({arg})"
+                    ))
+                    .await
+                    .context("EXPLAIN EXECUTE")?;
+                Ok::<_, anyhow::Error>(rows)
+            }
+            .await;
+            // Undoes the change and the refresh; a prepared statement outlives the rollback.
+            c.batch_execute("ROLLBACK").await?;
+            let _ = c.batch_execute("DEALLOCATE bench_profile").await;
+            let rows = match explained {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    plans.push((format!("{name} — {keys}"), format!("{sql}\n\nfailed: {e}")));
+                    entries.push(ProfileEntry {
+                        statement: name,
+                        keys,
+                        execution_ms: None,
+                        planning_ms: None,
+                        plan_head: format!("failed: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let text: Vec<String> = rows
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                    _ => None,
+                })
+                .collect();
+            let find = |label: &str| {
+                text.iter()
+                    .find_map(|l| l.trim().strip_prefix(label))
+                    .and_then(|v| v.trim().trim_end_matches(" ms").trim().parse::<f64>().ok())
+            };
+            entries.push(ProfileEntry {
+                statement: name.clone(),
+                keys: keys.clone(),
+                execution_ms: find("Execution Time:"),
+                planning_ms: find("Planning Time:"),
+                plan_head: text.iter().take(3).cloned().collect::<Vec<_>>().join("\n"),
+            });
+            plans.push((
+                format!("{name} — {keys}"),
+                format!("{sql}\n\n{}", text.join("\n")),
+            ));
+        }
+        Ok((entries, plans))
+    }
+
+    async fn meta(&self, seconds: f64) -> Result<Meta> {
+        let c = &self.create_client;
+        let one = |sql: &'static str| async move {
+            let row = c.query_one(sql, &[]).await?;
+            Ok::<String, anyhow::Error>(row.get(0))
+        };
+        let date =
+            one("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"')").await?;
+        let postgres = one("SELECT current_setting('server_version')").await?;
+        let tviews_version = match self.clients.get(&Approach::Tviews) {
+            Some(t) => t
+                .query_one("SELECT pg_tviews_version()::text", &[])
+                .await?
+                .get(0),
+            None => "not measured".to_owned(),
+        };
+        let settings = c
+            .query(
+                "SELECT name, current_setting(name) FROM pg_settings \
+                 WHERE source NOT IN ('default', 'override', 'client', 'session') \
+                   AND name NOT IN ('port', 'unix_socket_directories', 'listen_addresses', \
+                     'log_line_prefix', 'log_min_messages', 'log_timezone', 'TimeZone', \
+                     'DateStyle', 'default_text_search_config', 'lc_messages', 'lc_monetary', \
+                     'lc_numeric', 'lc_time', 'dynamic_shared_memory_type', 'application_name', \
+                     'client_encoding', 'session_preload_libraries') \
+                 ORDER BY name",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        let mut rows = BTreeMap::new();
+        rows.insert("category".to_owned(), self.cat.categories());
+        rows.insert("product".to_owned(), self.cat.products());
+        rows.insert("review".to_owned(), self.cat.reviews());
+        rows.insert("inventory".to_owned(), self.cat.stocked.len() as u64);
+        let mut notes = self.notes.clone();
+        for size in self.cfg.scale.skipped_bulk_sizes() {
+            notes.push(format!(
+                "Bulk statements of {size} rows are left out: the {} scale has {} products.",
+                self.cfg.scale.name(),
+                self.cat.products()
+            ));
+        }
+        notes.push(
+            "The concurrent operations run for a fixed time, so each approach applies a different \
+             number of price changes; they run last in each run, after the operations whose data \
+             must match."
+                .into(),
+        );
+        Ok(Meta {
+            date,
+            scale: self.cfg.scale.name().to_owned(),
+            seed: self.cfg.seed,
+            runs: self.cfg.runs,
+            iterations: self.cfg.iterations,
+            rows,
+            postgres,
+            tviews_version,
+            tviews_build: self.cfg.installed.clone().unwrap_or_else(installed_build),
+            cpu: crate::machine::cpu_model(),
+            cores: crate::machine::cores(),
+            memory: crate::machine::memory(),
+            settings,
+            preload: self.cfg.preload,
+            command: self.cfg.command.clone(),
+            seconds,
+            notes,
+        })
+    }
+}
+
+/// What the installed library looks like when this command did not install it.
+fn installed_build() -> String {
+    let lib = pkglibdir().map(|d| d.join("pg_tviews.so"));
+    let what = match lib.as_deref().and_then(crate::machine::has_debug_info) {
+        Some(true) => "the installed library has debug info: a debug build",
+        Some(false) => "the installed library has no debug info: probably a release build",
+        None => "the installed library could not be read",
+    };
+    format!("not built by this command (--no-install): {what}")
+}
+
+fn pkglibdir() -> Option<PathBuf> {
+    let pg_config = std::env::var_os("PG_CONFIG").unwrap_or_else(|| "pg_config".into());
+    let out = std::process::Command::new(pg_config)
+        .arg("--pkglibdir")
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+async fn tviews_counters(client: &Client) -> Result<TviewsCounters> {
+    let mut c = TviewsCounters::default();
+    for r in client
+        .query(
+            "SELECT tview, statements, keys, inserted + updated + deleted, skipped, time_ms \
+             FROM pg_tviews_session_stats()",
+            &[],
+        )
+        .await?
+    {
+        let name: String = r.get(0);
+        let name = name.strip_prefix("public.").unwrap_or(&name).to_owned();
+        c.statements += r.get::<_, i64>(1);
+        c.keys += r.get::<_, i64>(2);
+        c.written += r.get::<_, i64>(3);
+        c.skipped += r.get::<_, i64>(4);
+        *c.flush_ms.entry(name).or_default() += r.get::<_, f64>(5);
+    }
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(time_ms), 0)::float8 FROM pg_tviews_session_source_stats()",
+            &[],
+        )
+        .await?;
+    c.capture_ms = row.get(0);
+    Ok(c)
+}
+
+/// Fails early with a clear message when the harness cannot run a cluster here.
+pub fn preflight() -> Result<()> {
+    if !tviews_tests::extension_installed() {
+        bail!(tviews_tests::EXTENSION_NOT_INSTALLED);
+    }
+    Ok(())
+}
