@@ -51,6 +51,12 @@ pub unsafe extern "C-unwind" fn tviews_capture(fcinfo: pg_sys::FunctionCallInfo)
         let relid = (*(*td).tg_relation).rd_id;
         capture(td, relid, event & pg_sys::TRIGGER_EVENT_OPMASK);
     }
+    // refresh_mode = statement: the statement is complete when its
+    // statement-level triggers fire, so refresh now (the transaction then
+    // reads its own writes in the TVIEWs).
+    if crate::settings::statement_mode() {
+        crate::flush::flush_pending();
+    }
     pg_sys::Datum::from(0)
 }
 

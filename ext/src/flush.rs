@@ -18,6 +18,7 @@
 //! transaction committed something this one cannot see, and it fails with
 //! 40001 rather than write rows its snapshot cannot justify.
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
@@ -44,6 +45,30 @@ const MAX_LOCK_ROUNDS: usize = 8;
 /// refreshes then verify, in fresh snapshots, that nothing they read was
 /// left unlocked (adding locks if needed, rarely).
 pub fn flush_pending() {
+    // A flush running already (a capture inside it, in statement mode)
+    // leaves the new work to that flush's loop.
+    if FLUSHING.with(Cell::get) {
+        return;
+    }
+    FLUSHING.with(|f| f.set(true));
+    let _reset = ResetOnDrop;
+    flush_loop();
+}
+
+thread_local! {
+    static FLUSHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Clears [`FLUSHING`] however the flush ends (an error unwinds through it).
+struct ResetOnDrop;
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        FLUSHING.with(|f| f.set(false));
+    }
+}
+
+fn flush_loop() {
     // Catch up with DDL committed by others since our last statement (a
     // dropped TVIEW, a replaced definition): the registry must see it.
     // SAFETY: processes pending invalidation messages, as any lock does.

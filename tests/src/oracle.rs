@@ -49,6 +49,12 @@ pub enum Stmt {
 pub struct Txn {
     pub stmts: Vec<Stmt>,
     pub commit: bool,
+    /// `SET LOCAL pg_tviews.refresh_mode = statement` first: the TVIEWs
+    /// must then be exact inside the transaction after every statement.
+    pub statement_mode: bool,
+    /// End with `PREPARE TRANSACTION`, then `COMMIT PREPARED` (or
+    /// `ROLLBACK PREPARED` when `commit` is false) from another session.
+    pub two_phase: bool,
 }
 
 impl Schema {
@@ -427,6 +433,8 @@ pub fn gen_txn(rng: &mut StdRng, schema: &Schema, next_id: &mut i64) -> Txn {
     Txn {
         stmts,
         commit: !rng.random_bool(0.1),
+        statement_mode: rng.random_bool(0.2),
+        two_phase: rng.random_bool(0.08),
     }
 }
 
@@ -628,17 +636,31 @@ impl Stmt {
 impl Txn {
     pub fn to_sql(&self) -> String {
         let mut out = String::from("BEGIN;\n");
+        if self.statement_mode {
+            out.push_str("SET LOCAL pg_tviews.refresh_mode = statement;\n");
+        }
         for s in &self.stmts {
             out.push_str(&s.to_sql());
             out.push('\n');
         }
-        out.push_str(if self.commit {
-            "COMMIT;\n"
-        } else {
-            "ROLLBACK;\n"
+        out.push_str(match (self.two_phase, self.commit) {
+            (true, true) => "PREPARE TRANSACTION 'oracle';\nCOMMIT PREPARED 'oracle';\n",
+            (true, false) => "PREPARE TRANSACTION 'oracle';\nROLLBACK PREPARED 'oracle';\n",
+            (false, true) => "COMMIT;\n",
+            (false, false) => "ROLLBACK;\n",
         });
         out
     }
+}
+
+/// A transaction id for a prepared transaction, unique in the cluster.
+fn next_gid() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    format!(
+        "oracle_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Outcome of running one transaction.
@@ -654,14 +676,34 @@ pub enum Outcome {
 }
 
 pub async fn run_txn(client: &Client, txn: &Txn) -> Result<Outcome> {
+    run_txn_with(client, txn, None, false).await
+}
+
+/// Runs a transaction. `finisher` commits or rolls back a prepared
+/// transaction (the same session when `None`); `check_in_txn` checks, in
+/// statement mode, that every TVIEW is exact inside the transaction after
+/// each statement (read-your-writes).
+pub async fn run_txn_with(
+    client: &Client,
+    txn: &Txn,
+    finisher: Option<&Client>,
+    check_in_txn: bool,
+) -> Result<Outcome> {
     client.batch_execute("BEGIN").await?;
-    for s in &txn.stmts {
-        if let Err(e) = s.execute(client).await {
+    if txn.statement_mode {
+        client
+            .batch_execute("SET LOCAL pg_tviews.refresh_mode = statement")
+            .await?;
+    }
+    for (i, s) in txn.stmts.iter().enumerate() {
+        let result = s.execute(client).await;
+        if let Err(e) = result {
             let code = e.as_db_error().map(|d| d.code().code().to_string());
-            // tokio-postgres can lose a COPY's connection when the server
-            // fails it before the data arrives (say, a deadlock victim):
-            // the transaction is gone with it, which is the server's abort.
-            if code.is_none() && client.is_closed() && matches!(s, Stmt::Copy { .. }) {
+            // After a failed COPY, tokio-postgres's connection can be out of
+            // step with the server (the next command then reads "unexpected
+            // message from server"): give the connection up; closing it
+            // rolls the transaction back, which is the server's abort.
+            if matches!(s, Stmt::Copy { .. }) {
                 return Ok(Outcome::Broken);
             }
             client.batch_execute("ROLLBACK").await?;
@@ -670,13 +712,55 @@ pub async fn run_txn(client: &Client, txn: &Txn) -> Result<Outcome> {
                 None => Err(e).context("statement failed without a SQLSTATE"),
             };
         }
+        if txn.statement_mode && check_in_txn {
+            // A check that fails for a serialization or deadlock reason
+            // is the transaction's failure, not a mismatch.
+            match assert_exact(client).await {
+                Ok(()) => {}
+                Err(e) => {
+                    let code = e
+                        .chain()
+                        .find_map(|c| c.downcast_ref::<tokio_postgres::Error>())
+                        .and_then(|e| e.as_db_error())
+                        .map(|d| d.code().code().to_string());
+                    if let Some(code) = code {
+                        client.batch_execute("ROLLBACK").await?;
+                        return Ok(Outcome::Failed(code));
+                    }
+                    return Err(e.context(format!(
+                        "refresh_mode = statement: TVIEWs not exact inside the transaction after statement {}",
+                        i + 1
+                    )));
+                }
+            }
+        }
     }
-    if !txn.commit {
+    if !txn.commit && !txn.two_phase {
         client.batch_execute("ROLLBACK").await?;
         return Ok(Outcome::RolledBack);
     }
-    match client.batch_execute("COMMIT").await {
-        Ok(()) => Ok(Outcome::Committed),
+    let end = if txn.two_phase {
+        let gid = next_gid();
+        if let Err(e) = client
+            .batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
+            .await
+        {
+            return match e.as_db_error() {
+                Some(d) => Ok(Outcome::Failed(d.code().code().to_string())),
+                None => Err(e).context("PREPARE TRANSACTION failed without a SQLSTATE"),
+            };
+        }
+        let how = if txn.commit { "COMMIT" } else { "ROLLBACK" };
+        finisher
+            .unwrap_or(client)
+            .batch_execute(&format!("{how} PREPARED '{gid}'"))
+            .await
+    } else {
+        client.batch_execute("COMMIT").await
+    };
+    match end {
+        Ok(()) if txn.commit => Ok(Outcome::Committed),
+        Ok(()) => Ok(Outcome::RolledBack),
         Err(e) => match e.as_db_error() {
             Some(d) => Ok(Outcome::Failed(d.code().code().to_string())),
             None => Err(e).context("COMMIT failed without a SQLSTATE"),
@@ -725,6 +809,8 @@ pub async fn setup(
                 .map(|_| gen_stmt(rng, schema, &mut next_id))
                 .collect(),
             commit: true,
+            statement_mode: false,
+            two_phase: false,
         };
         for s in &t.stmts {
             let _ = s.execute(&db.client).await;
@@ -768,7 +854,7 @@ pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> 
     let mut log: Vec<Txn> = Vec::new();
     for _ in 0..txns {
         let txn = gen_txn(&mut rng, &schema, &mut next_id);
-        let outcome = run_txn(&db.client, &txn).await?;
+        let outcome = run_txn_with(&db.client, &txn, None, true).await?;
         log.push(txn);
         match outcome {
             Outcome::Committed => report.committed += 1,
@@ -817,7 +903,7 @@ async fn shrink(
             db.client.batch_execute(tv).await?;
         }
         for t in &txns {
-            run_txn(&db.client, t).await?;
+            run_txn_with(&db.client, t, None, false).await?;
             if assert_exact(&db.client).await.is_err() {
                 return Ok::<bool, anyhow::Error>(true);
             }
@@ -900,7 +986,7 @@ pub async fn run_concurrent(
             let mut next_id = 100_000 * (s as i64 + 1);
             for i in 0..per {
                 let txn = gen_txn(&mut rng, &schema, &mut next_id);
-                match run_txn(&client, &txn).await? {
+                match run_txn_with(&client, &txn, Some(&checker), true).await? {
                     Outcome::Committed => report.committed += 1,
                     Outcome::RolledBack => report.rolled_back += 1,
                     Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
