@@ -8,6 +8,7 @@
 pub mod analyze;
 pub mod catalog;
 pub mod error;
+pub mod explain;
 pub mod graph;
 pub mod locks;
 pub mod node;

@@ -292,3 +292,26 @@ fn lock_plans_cover_every_link() {
         "{cols:?}"
     );
 }
+
+#[test]
+fn explain_renders_tree_json_and_dot() {
+    use tviews_core::explain::{Upstream, explain};
+    let a = run("comment", "tv_comment", None).unwrap();
+    let plan = refresh_plan(names("tv_comment"), &a);
+    let e = explain(
+        "tv_comment",
+        &a,
+        &plan,
+        0,
+        vec![Upstream {
+            tview: "tv_x".into(),
+            reads: vec!["tv_y".into(), "tv_x".into()],
+        }],
+        vec!["tv_digest".into()],
+        &|_| false,
+    );
+    insta::assert_snapshot!("comment_explain_text", e.to_text(false));
+    insta::assert_snapshot!("comment_explain_dot", e.to_dot());
+    insta::assert_json_snapshot!("comment_explain_json", e);
+    assert!(e.to_text(true).contains("derive from tb_user"));
+}
