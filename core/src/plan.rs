@@ -54,7 +54,9 @@ pub struct RefreshPlan {
     pub names: TviewNames,
     pub key: String,
     pub key_type: String,
-    /// `$1 text[]` keys → one row `(recomputed, deleted, inserted, updated)`.
+    /// `$1 text[]` keys → one row `(recomputed, deleted, inserted, updated,
+    /// duplicates)`: keys the definition returned more than once (an error:
+    /// the caller raises, which rolls the statement back).
     pub apply_keys: String,
     /// No parameter: the same for every key (full rebuild).
     pub apply_all: String,
@@ -136,7 +138,8 @@ pub fn refresh_plan(names: TviewNames, analysis: &Analysis) -> RefreshPlan {
              ups AS (INSERT INTO {table} AS t ({col_list}) SELECT {col_list} FROM src {on_conflict} \
              RETURNING (t.xmax OPERATOR(pg_catalog.=) 0) AS inserted) \
              SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM del), \
-             count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups"
+             count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted), \
+             (SELECT count(*) - count(DISTINCT src.{key}) FROM src) FROM ups"
         )
     };
     let apply_keys = apply(

@@ -185,7 +185,7 @@ fn is_tview(client: &mut pgrx::spi::SpiClient<'_>, relid: pg_sys::Oid) -> bool {
     .is_some()
 }
 
-fn require_tview(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> pg_sys::Oid {
+pub(crate) fn require_tview(client: &mut pgrx::spi::SpiClient<'_>, name: &str) -> pg_sys::Oid {
     match resolve(client, name) {
         Some(relid) if is_tview(client, relid) => relid,
         Some(_) => raise_with(
@@ -238,38 +238,14 @@ fn pg_tviews_session_source_stats() -> TableIterator<
     TableIterator::new(rows)
 }
 
-/// Cluster-wide totals since the server started, from shared memory; one
-/// row with `preloaded = false` and NULL counters when pg_tviews is not in
-/// `shared_preload_libraries`.
+/// The statements that maintain a TVIEW, as they are prepared, and the
+/// lookups each should make through an index (`relation.column`), so
+/// `tviews explain --analyze` can check their plans: `apply_keys` and
+/// `apply_all` (`$1` = keys as text[]), one `derive` per join path (`$1` =
+/// start values) with the `forward` lock statement of longer paths, and
+/// one `reverse` lock statement per join path (`$1` = keys).
 #[pg_extern(volatile)]
 #[allow(clippy::type_complexity)]
-fn pg_tviews_shared_totals() -> TableIterator<
-    'static,
-    (
-        name!(preloaded, bool),
-        name!(flushes, Option<i64>),
-        name!(keys, Option<i64>),
-        name!(rows_written, Option<i64>),
-        name!(rows_skipped, Option<i64>),
-    ),
-> {
-    let row = match crate::shmem::totals() {
-        Some((f, k, w, s)) => (
-            true,
-            Some(f as i64),
-            Some(k as i64),
-            Some(w as i64),
-            Some(s as i64),
-        ),
-        None => (false, None, None, None, None),
-    };
-    TableIterator::once(row)
-}
-
-/// The statements that maintain a TVIEW, as they are prepared: `apply_keys`
-/// (`$1` = keys as text[]), `apply_all`, and one `derive` per join path
-/// (`$1` = start values as text[]), with the source each path starts from.
-#[pg_extern(volatile)]
 fn pg_tviews_statements(
     tview: &str,
 ) -> TableIterator<
@@ -277,7 +253,9 @@ fn pg_tviews_statements(
     (
         name!(kind, String),
         name!(source, Option<String>),
+        name!(path, Option<String>),
         name!(sql, String),
+        name!(lookups, Vec<String>),
     ),
 > {
     let relid = Spi::connect_mut(|client| require_tview(client, tview));
@@ -287,18 +265,208 @@ fn pg_tviews_statements(
     let Some(tv) = reg.tview(relid) else {
         return TableIterator::new(Vec::new());
     };
-    let mut rows = vec![
-        ("apply_keys".to_string(), None, tv.plan.apply_keys.clone()),
-        ("apply_all".to_string(), None, tv.plan.apply_all.clone()),
-    ];
-    for (p, sql) in tv.plan.paths.iter().zip(&tv.plan.derive) {
-        let source = tv
-            .analysis
-            .sources
+    let qualified = |schema: &str, name: &str| format!("{schema}.{name}");
+    let key_rel = tv
+        .analysis
+        .sources
+        .iter()
+        .find(|s| s.relation == tv.analysis.key.relation)
+        .map(|s| qualified(&s.schema, &s.name))
+        .unwrap_or_default();
+    // What the recompute of keys looks up: the key, then every join path
+    // walked back from the key to its source.
+    let mut recompute = vec![format!("{key_rel}.{}", tv.analysis.key.relation_column)];
+    let mut rows = Vec::new();
+    let tview_name = tv.names.display();
+    for ((pp, sql), (fwd, rev)) in tv
+        .plan
+        .paths
+        .iter()
+        .zip(&tv.plan.derive)
+        .zip(tv.locks.forward.iter().zip(&tv.locks.reverse))
+    {
+        let Some(src) = tv.analysis.sources.iter().find(|s| s.relation == pp.source) else {
+            continue;
+        };
+        let source = qualified(&src.schema, &src.name);
+        let path = tviews_core::explain::path_text(
+            &src.name,
+            &pp.path,
+            &tview_name,
+            &tv.analysis.key.name,
+        );
+        let forward: Vec<String> = pp
+            .path
+            .hops
             .iter()
-            .find(|s| s.relation == p.source)
-            .map(|s| format!("{}.{}", s.schema, s.name));
-        rows.push(("derive".to_string(), source, sql.clone()));
+            .map(|h| format!("{}.{}", qualified(&h.schema, &h.name), h.join_column))
+            .collect();
+        let mut backward: Vec<String> = pp
+            .path
+            .hops
+            .iter()
+            .map(|h| format!("{}.{}", qualified(&h.schema, &h.name), h.next_column))
+            .collect();
+        backward.push(format!("{source}.{}", pp.path.column));
+        rows.push((
+            "derive".to_string(),
+            Some(source.clone()),
+            Some(path.clone()),
+            sql.clone(),
+            forward.clone(),
+        ));
+        if let Some(q) = fwd {
+            rows.push((
+                "forward".to_string(),
+                Some(source.clone()),
+                Some(path.clone()),
+                q.sql.clone(),
+                forward,
+            ));
+        }
+        rows.push((
+            "reverse".to_string(),
+            Some(source),
+            Some(path),
+            rev.sql.clone(),
+            backward.clone(),
+        ));
+        recompute.extend(backward);
     }
-    TableIterator::new(rows)
+    // Distinct, the key's lookup first.
+    let mut seen = std::collections::HashSet::new();
+    recompute.retain(|l| seen.insert(l.clone()));
+    let mut out = vec![
+        (
+            "apply_keys".to_string(),
+            None,
+            None,
+            tv.plan.apply_keys.clone(),
+            recompute.clone(),
+        ),
+        (
+            "apply_all".to_string(),
+            None,
+            None,
+            tv.plan.apply_all.clone(),
+            Vec::new(),
+        ),
+    ];
+    out.extend(rows);
+    TableIterator::new(out)
+}
+
+/// Rows in which a TVIEW differs from its definition, by key: `missing`
+/// (in the definition, not the TVIEW), `extra` (the other way), or
+/// `different` (with the columns that differ). Compared under the
+/// TVIEW's settings, each row by its text form.
+#[pg_extern(volatile)]
+#[allow(clippy::type_complexity)]
+fn pg_tviews_verify(
+    tview: &str,
+) -> TableIterator<
+    'static,
+    (
+        name!(key, String),
+        name!(difference, String),
+        name!(columns, Vec<String>),
+    ),
+> {
+    let relid = Spi::connect_mut(|client| require_tview(client, tview));
+    let Some(reg) = registry::get() else {
+        return TableIterator::new(Vec::new());
+    };
+    let Some(tv) = reg.tview(relid) else {
+        return TableIterator::new(Vec::new());
+    };
+    let (table, view) = (tv.names.table(), tv.names.view());
+    let key = tviews_core::sql::ident(&tv.plan.key);
+    let sql = format!(
+        "WITH t AS (SELECT t.{key}::pg_catalog.text AS k, ROW(t.*)::pg_catalog.text AS r, pg_catalog.to_jsonb(t.*) AS j FROM {table} t), \
+              v AS (SELECT v.{key}::pg_catalog.text AS k, ROW(v.*)::pg_catalog.text AS r, pg_catalog.to_jsonb(v.*) AS j FROM {view} v) \
+         SELECT coalesce(t.k, v.k), \
+                CASE WHEN t.k IS NULL THEN 'missing' WHEN v.k IS NULL THEN 'extra' ELSE 'different' END, \
+                coalesce((SELECT pg_catalog.array_agg(a.key ORDER BY a.key) FROM pg_catalog.jsonb_each(t.j) a \
+                          JOIN pg_catalog.jsonb_each(v.j) b USING (key) WHERE a.value::pg_catalog.text IS DISTINCT FROM b.value::pg_catalog.text), '{{}}')::pg_catalog.text \
+         FROM t FULL JOIN v ON t.k OPERATOR(pg_catalog.=) v.k \
+         WHERE t.r IS DISTINCT FROM v.r ORDER BY 1 LIMIT 1000"
+    );
+    let rows = security::with_settings(&tv.settings, || {
+        Spi::connect_mut(|client| spi::rows(client, &sql, &[]))
+    });
+    let out: Vec<(String, String, Vec<String>)> = rows
+        .into_iter()
+        .map(|r| {
+            let f = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+            (
+                f(0),
+                f(1),
+                registry::parse_text_array(&f(2))
+                    .into_iter()
+                    .filter(|c| !c.is_empty())
+                    .collect(),
+            )
+        })
+        .collect();
+    TableIterator::new(out)
+}
+
+/// What this transaction has queued, per TVIEW: the keys it would refresh
+/// and through which path (join paths are derived now, without locks).
+/// `tviews explain --for` runs a statement in a rolled-back transaction and
+/// reads this.
+#[pg_extern(volatile)]
+#[allow(clippy::type_complexity)]
+fn pg_tviews_pending_keys() -> TableIterator<
+    'static,
+    (
+        name!(tview, String),
+        name!(path, String),
+        name!(key, String),
+    ),
+> {
+    let mut out = Vec::new();
+    let Some(reg) = registry::get() else {
+        return TableIterator::new(out);
+    };
+    for (relid, work) in queue::snapshot() {
+        let Some(tv) = reg.tview(relid) else { continue };
+        let name = tv.names.display();
+        if work.full {
+            out.push((name.clone(), "full rebuild".to_string(), "*".to_string()));
+        }
+        for k in &work.keys {
+            out.push((name.clone(), "direct".to_string(), k.clone()));
+        }
+        for (sql, values) in &work.starts {
+            let Some(i) = tv.plan.derive.iter().position(|d| d == sql) else {
+                continue;
+            };
+            let pp = &tv.plan.paths[i];
+            let src = tv.analysis.sources.iter().find(|s| s.relation == pp.source);
+            let path = tviews_core::explain::path_text(
+                src.map(|s| s.name.as_str()).unwrap_or("?"),
+                &pp.path,
+                &name,
+                &tv.analysis.key.name,
+            );
+            let keys = security::with_settings(&tv.settings, || {
+                Spi::connect_mut(|_c| {
+                    crate::spi::Plan::prepare(sql, &[pg_sys::TEXTARRAYOID]).run(
+                        &[crate::spi::Arg::TextArray(values.iter().cloned().collect())],
+                        None,
+                    )
+                })
+            });
+            for k in keys
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().flatten())
+            {
+                out.push((name.clone(), path.clone(), k));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    TableIterator::new(out)
 }

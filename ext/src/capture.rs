@@ -131,6 +131,11 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
         }
         for use_ in &source.plan.slots[slot] {
             match *use_ {
+                SlotUse::Keys { tview } if reg.index.contains_key(&relid) => {
+                    // Keys from writes to an upstream TVIEW: a cascade.
+                    queue::add_cascaded(source.readers[tview], values.len());
+                    queue::add_keys(source.readers[tview], values.iter().cloned());
+                }
                 SlotUse::Keys { tview } => {
                     queue::add_keys(source.readers[tview], values.iter().cloned())
                 }
@@ -151,5 +156,14 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
             }
         }
     }
-    stats::record_capture(relid, started.elapsed());
+    let elapsed = started.elapsed();
+    stats::record_capture(relid, elapsed);
+    crate::shmem::record_capture(relid, rows.max(0) as u64, elapsed);
+    queue::add_written(relid);
+    let (keys, starts) = queue::size();
+    crate::shmem::set_phase(
+        crate::shmem::Phase::Queued,
+        pg_sys::Oid::INVALID,
+        (keys + starts) as i64,
+    );
 }

@@ -25,7 +25,7 @@ use std::time::Instant;
 use pgrx::prelude::*;
 
 use crate::error::raise_with;
-use crate::locks::{Mode, Request};
+use crate::locks::{Acquired, Mode, Request};
 use crate::queue::{self, Work};
 use crate::registry::{self, Registry, Tview, prepared};
 use crate::security;
@@ -78,6 +78,7 @@ fn flush_loop() {
         if pending.is_empty() {
             lock_writes(Request::default());
             queue::clear();
+            crate::shmem::set_idle();
             return;
         }
         let Some(reg) = registry::get() else {
@@ -107,7 +108,17 @@ fn flush_loop() {
                 security::as_user(tv.owner, tv.restricted, || job.estimate(tv, &mut req, c));
             }
         });
-        lock_writes(req);
+        if let Some((i, _)) = jobs.first() {
+            crate::shmem::set_phase(crate::shmem::Phase::Locking, reg.tviews[*i].relid, 0);
+        }
+        let lock_started = Instant::now();
+        let acquired = lock_writes(req);
+        // The round's lock request is counted on its first TVIEW.
+        if let Some(c) = counters.first_mut() {
+            c.lock_time += lock_started.elapsed();
+            c.lock_waits += acquired.waits as i64;
+            c.lock_wait_time += acquired.wait_time;
+        }
         for ((i, job), c) in jobs.into_iter().zip(counters) {
             flush_one(&reg, i, job, c);
         }
@@ -121,7 +132,7 @@ fn strict_isolation() -> bool {
 
 /// Exclusive locks on the link values of every row this transaction
 /// changed (captured by the triggers, old and new images).
-fn lock_writes(mut req: Request) {
+fn lock_writes(mut req: Request) -> Acquired {
     let (written, truncated) = queue::take_whole_writes();
     for rel in written {
         req.intent(rel, Mode::Exclusive);
@@ -136,24 +147,37 @@ fn lock_writes(mut req: Request) {
         }
     }
     if req.len() > 0 {
-        req.acquire(strict_isolation());
+        return req.acquire(strict_isolation());
     }
+    Acquired::default()
 }
 
 fn flush_one(reg: &Registry, idx: usize, job: Job, mut c: Counters) {
     let tv = &reg.tviews[idx];
     let started = Instant::now();
     c.refreshes = 1;
-    Spi::connect_mut(|_client| {
-        security::as_user(tv.owner, tv.restricted, || job.refresh(tv, &mut c));
-    });
+    c.cascaded += job.cascaded as i64;
+    let relid = tv.relid;
+    // An error counts against the TVIEW before it ends the transaction.
+    let c_ref = &mut c;
+    PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
+        Spi::connect_mut(|_client| {
+            security::as_user(tv.owner, tv.restricted, || job.refresh(tv, c_ref));
+        });
+    }))
+    .catch_others(move |e| {
+        let failed = Counters {
+            refreshes: 1,
+            time: started.elapsed(),
+            ..Counters::default()
+        };
+        crate::shmem::record_refresh(relid, &failed, true);
+        e.rethrow()
+    })
+    .execute();
     c.time = started.elapsed();
-    crate::shmem::record_flush(
-        c.keys.max(0) as u64,
-        (c.inserted + c.updated + c.deleted).max(0) as u64,
-        c.skipped.max(0) as u64,
-    );
-    stats::record_refresh(tv.relid, c);
+    crate::shmem::record_refresh(relid, &c, false);
+    stats::record_refresh(relid, c);
 }
 
 /// Settings for the lock-level statements: the TVIEW's, plus the
@@ -170,6 +194,8 @@ fn lock_settings(tv: &Tview) -> Vec<(String, String)> {
 /// One TVIEW's work in a flush round, parsed from its queue entry.
 struct Job {
     full: bool,
+    /// Keys that came from writes to upstream TVIEWs.
+    cascaded: usize,
     direct: BTreeSet<String>,
     /// Start values per join path (index into the plan's derive statements).
     starts: HashMap<usize, Vec<String>>,
@@ -196,6 +222,7 @@ impl Job {
         }
         Job {
             full,
+            cascaded: work.cascaded,
             direct: work.keys.into_iter().collect(),
             starts,
         }
@@ -244,10 +271,17 @@ impl Job {
             refresh_all(tv, strict, c);
             return;
         }
-        let lock = |values: Vec<(tviews_core::locks::Target, String)>| -> usize {
+        let relid = tv.relid;
+        let lock = |values: Vec<(tviews_core::locks::Target, String)>, c: &mut Counters| -> usize {
             let mut req = Request::default();
             add_shared(&mut req, values);
-            req.acquire(strict)
+            crate::shmem::set_phase(crate::shmem::Phase::Locking, relid, 0);
+            let started = Instant::now();
+            let a = req.acquire(strict);
+            c.lock_time += started.elapsed();
+            c.lock_waits += a.waits as i64;
+            c.lock_wait_time += a.wait_time;
+            a.taken
         };
         let starts = &self.starts;
 
@@ -261,13 +295,16 @@ impl Job {
             for round in 0..=MAX_LOCK_ROUNDS {
                 let values =
                     security::with_settings(&lock_settings(tv), || forward_values(tv, starts, c));
-                if lock(values) == 0 && round > 0 {
+                if lock(values, c) == 0 && round > 0 {
                     break;
                 }
                 if round == MAX_LOCK_ROUNDS {
                     kept_changing(tv);
                 }
+                crate::shmem::set_phase(crate::shmem::Phase::Deriving, relid, 0);
+                let started = Instant::now();
                 derived = security::with_settings(&tv.settings, || derive(tv, starts, None, c));
+                c.derive_time += started.elapsed();
             }
             keys.extend(derived);
         }
@@ -280,7 +317,7 @@ impl Job {
         for round in 0..=MAX_LOCK_ROUNDS {
             let values =
                 security::with_settings(&lock_settings(tv), || reverse_values(tv, &keys, c));
-            if lock(values) == 0 {
+            if lock(values, c) == 0 {
                 break;
             }
             if round == MAX_LOCK_ROUNDS {
@@ -291,14 +328,17 @@ impl Job {
             check_snapshot(tv, starts, &keys, c);
         }
         c.keys += keys.len() as i64;
+        crate::shmem::set_phase(crate::shmem::Phase::Applying, relid, keys.len() as i64);
+        let started = Instant::now();
         let result = security::with_settings(&tv.settings, || {
             guard_definition_errors(&tv.names.display(), &tv.plan.key, || {
                 prepared(&tv.apply_keys, &tv.plan.apply_keys, &[pg_sys::TEXTARRAYOID])
                     .run(&[Arg::TextArray(keys.iter().cloned().collect())], None)
             })
         });
+        c.apply_time += started.elapsed();
         c.statements += 1;
-        count_result(&result, c);
+        count_result(tv, &result, c);
     }
 }
 
@@ -451,7 +491,12 @@ fn refresh_all(tv: &Tview, strict: bool, c: &mut Counters) {
     for s in &tv.analysis.sources {
         req.relation(s.relation, Mode::Share);
     }
-    req.acquire(strict);
+    crate::shmem::set_phase(crate::shmem::Phase::Locking, tv.relid, 0);
+    let started = Instant::now();
+    let a = req.acquire(strict);
+    c.lock_time += started.elapsed();
+    c.lock_waits += a.waits as i64;
+    c.lock_wait_time += a.wait_time;
     c.full_rebuilds += 1;
     if strict {
         security::with_settings(&tv.settings, || {
@@ -467,16 +512,19 @@ fn refresh_all(tv: &Tview, strict: bool, c: &mut Counters) {
             }
         });
     }
+    crate::shmem::set_phase(crate::shmem::Phase::Applying, tv.relid, 0);
+    let started = Instant::now();
     let result = security::with_settings(&tv.settings, || {
         guard_definition_errors(&tv.names.display(), &tv.plan.key, || {
             prepared(&tv.apply_all, &tv.plan.apply_all, &[]).run(&[], None)
         })
     });
+    c.apply_time += started.elapsed();
     c.statements += 1;
-    count_result(&result, c);
+    count_result(tv, &result, c);
 }
 
-fn count_result(result: &[Vec<Option<String>>], c: &mut Counters) {
+fn count_result(tv: &Tview, result: &[Vec<Option<String>>], c: &mut Counters) {
     let n = |i: usize| -> i64 {
         result
             .first()
@@ -484,6 +532,23 @@ fn count_result(result: &[Vec<Option<String>>], c: &mut Counters) {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0)
     };
+    if n(4) > 0 {
+        // ON CONFLICT would keep one of the rows silently when the others
+        // are identical to what is stored: refuse, like a unique index.
+        raise_with(
+            "21000",
+            format!(
+                "TVIEW {}: its definition returned the same key more than once",
+                tv.names.display()
+            ),
+            Some(format!(
+                "{} key(s) appeared more than once in the definition's result for key column \"{}\".",
+                n(4),
+                tv.plan.key
+            )),
+            Some("Make the key unique (join on a unique column, or GROUP BY the key), or choose another key column.".into()),
+        );
+    }
     c.recomputed += n(0);
     c.deleted += n(1);
     c.inserted += n(2);

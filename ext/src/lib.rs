@@ -16,6 +16,7 @@ mod error;
 mod flush;
 mod introspect;
 mod locks;
+mod monitor;
 mod queue;
 mod registry;
 mod security;
@@ -78,75 +79,9 @@ SELECT pg_catalog.pg_extension_config_dump('tviews.tview', '');
     bootstrap
 );
 
-pgrx::extension_sql!(
-    r#"
-CREATE FUNCTION tviews.capture() RETURNS trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_capture';
-COMMENT ON FUNCTION tviews.capture() IS 'pg_tviews: records the TVIEW keys a statement affects';
-
-CREATE FUNCTION tviews.on_ddl_command_start() RETURNS event_trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_ddl_command_start';
-CREATE FUNCTION tviews.on_ddl_command_end() RETURNS event_trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_ddl_command_end';
-CREATE FUNCTION tviews.on_sql_drop() RETURNS event_trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_sql_drop';
-
-CREATE EVENT TRIGGER tviews_ddl_command_start ON ddl_command_start
-    WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
-    EXECUTE FUNCTION tviews.on_ddl_command_start();
-CREATE EVENT TRIGGER tviews_ddl_command_end ON ddl_command_end
-    WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
-    EXECUTE FUNCTION tviews.on_ddl_command_end();
-CREATE EVENT TRIGGER tviews_sql_drop ON sql_drop
-    EXECUTE FUNCTION tviews.on_sql_drop();
-
--- Prepared transactions of this database that hold TVIEW work: their
--- flush ran at PREPARE, so they hold value locks (pg_locks: advisory,
--- objsubid 3 or 4) until COMMIT PREPARED / ROLLBACK PREPARED, and the
--- TVIEWs they wrote are locked ROW EXCLUSIVE. Lock manager state survives
--- a restart with the prepared transaction, and so does this view.
-CREATE VIEW pg_tviews_prepared AS
-SELECT p.gid,
-       p.owner,
-       p.database,
-       p.prepared AS prepared_at,
-       pg_catalog.now() - p.prepared AS age,
-       p.transaction AS xid,
-       ARRAY(SELECT t.relid::pg_catalog.text
-             FROM pg_catalog.pg_locks l JOIN tviews.tview t ON t.relid::pg_catalog.oid = l.relation
-             WHERE l.virtualtransaction = x.virtualtransaction AND l.pid IS NULL
-               AND l.locktype = 'relation' AND l.mode = 'RowExclusiveLock'
-             ORDER BY 1) AS tviews,
-       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks l
-        WHERE l.virtualtransaction = x.virtualtransaction AND l.pid IS NULL
-          AND l.locktype = 'advisory' AND l.objsubid = 3) AS value_locks,
-       (SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks l
-        WHERE l.virtualtransaction = x.virtualtransaction AND l.pid IS NULL
-          AND l.locktype = 'advisory' AND l.objsubid = 4
-          AND l.mode IN ('ShareLock', 'ExclusiveLock')) AS relation_locks
-FROM pg_catalog.pg_prepared_xacts p
-JOIN pg_catalog.pg_locks x ON x.locktype = 'transactionid' AND x.transactionid = p.transaction AND x.pid IS NULL
-WHERE p.database = pg_catalog.current_database()
-  AND EXISTS (SELECT FROM pg_catalog.pg_locks l
-              WHERE l.virtualtransaction = x.virtualtransaction AND l.pid IS NULL
-                AND l.locktype = 'advisory' AND l.objsubid IN (3, 4));
-COMMENT ON VIEW pg_tviews_prepared IS 'pg_tviews: prepared transactions holding TVIEW work';
-
--- A function runs inside a transaction, where PostgreSQL refuses COMMIT
--- PREPARED; and none is needed, since a prepared transaction already
--- carries its TVIEW changes. This name of the design card fails loudly.
-CREATE FUNCTION pg_tviews_commit_prepared(gid text) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'pg_tviews_commit_prepared() cannot commit a prepared transaction'
-        USING ERRCODE = '0A000',
-              DETAIL = 'COMMIT PREPARED cannot run inside a function or a transaction block; and a prepared transaction already holds its TVIEW changes (they were refreshed at PREPARE TRANSACTION).',
-              HINT = pg_catalog.format('Run COMMIT PREPARED %L (or ROLLBACK PREPARED %L) as a statement of its own, from any session.', gid, gid);
-END $$;
-"#,
-    name = "functions_and_event_triggers",
-    finalize
-);
+// Trigger and event-trigger functions, event triggers, the prepared
+// transactions view, and the monitoring API: after every Rust function.
+pgrx::extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

@@ -39,6 +39,18 @@ pub struct Request {
     values: BTreeMap<(u32, Mode), BTreeSet<u32>>,
     relations: BTreeMap<u32, Mode>,
     intents: BTreeMap<u32, Mode>,
+    /// `column = value` of each value lock, shown while waiting for it.
+    labels: HashMap<(u32, u32), String>,
+}
+
+/// What taking a request cost.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Acquired {
+    /// Locks not held before.
+    pub taken: usize,
+    /// Locks another transaction held, which we waited for.
+    pub waits: usize,
+    pub wait_time: std::time::Duration,
 }
 
 /// FNV-1a over the column name, a separator and the value's text: the
@@ -60,10 +72,20 @@ pub fn value_hash(column: &str, value: &str) -> u32 {
 
 impl Request {
     pub fn value(&mut self, relation: u32, column: &str, value: &str, mode: Mode) {
-        self.values
-            .entry((relation, mode))
-            .or_default()
-            .insert(value_hash(column, value));
+        let h = value_hash(column, value);
+        self.values.entry((relation, mode)).or_default().insert(h);
+        self.labels.entry((relation, h)).or_insert_with(|| {
+            let mut l = format!("{column} = {value}");
+            if l.len() > 100 {
+                let mut end = 100;
+                while !l.is_char_boundary(end) {
+                    end -= 1;
+                }
+                l.truncate(end);
+                l.push('…');
+            }
+            l
+        });
     }
 
     /// The relation-level intention lock alone (ROW SHARE / ROW EXCLUSIVE):
@@ -92,7 +114,7 @@ impl Request {
     /// `nowait` (REPEATABLE READ and SERIALIZABLE): a lock held by another
     /// transaction raises 40001 instead of waiting, since our snapshot could
     /// not see what we would wait for. Returns how many locks were new.
-    pub fn acquire(self, nowait: bool) -> usize {
+    pub fn acquire(self, nowait: bool) -> Acquired {
         // Escalate: many values of one relation → the relation itself.
         let mut relations: BTreeMap<u32, (Mode, bool)> = self
             .relations
@@ -126,7 +148,7 @@ impl Request {
                 e.0 = *mode;
             }
         }
-        let mut taken = 0;
+        let mut acquired = Acquired::default();
         for (rel, (mode, whole)) in relations {
             let lockmode = match (mode, whole) {
                 (Mode::Share, false) => pg_sys::RowShareLock,
@@ -134,7 +156,19 @@ impl Request {
                 (Mode::Share, true) => pg_sys::ShareLock,
                 (Mode::Exclusive, true) => pg_sys::ExclusiveLock,
             };
-            taken += take(tag(rel, 0, RELATION_LOCK), lockmode as i32, nowait) as usize;
+            let label = if whole {
+                "the whole relation"
+            } else {
+                "the relation (intention)"
+            };
+            take(
+                tag(rel, 0, RELATION_LOCK),
+                lockmode as i32,
+                nowait,
+                rel,
+                label,
+                &mut acquired,
+            );
         }
         // One lock per value, in its strongest mode: taking SHARE and then
         // EXCLUSIVE on the same value would deadlock two transactions that
@@ -151,9 +185,21 @@ impl Request {
                 Mode::Share => pg_sys::ShareLock,
                 Mode::Exclusive => pg_sys::ExclusiveLock,
             };
-            taken += take(tag(rel, hash, VALUE_LOCK), lockmode as i32, nowait) as usize;
+            let label = self
+                .labels
+                .get(&(rel, hash))
+                .map(String::as_str)
+                .unwrap_or("a value");
+            take(
+                tag(rel, hash, VALUE_LOCK),
+                lockmode as i32,
+                nowait,
+                rel,
+                label,
+                &mut acquired,
+            );
         }
-        taken
+        acquired
     }
 }
 
@@ -216,8 +262,17 @@ fn tag(relation: u32, field3: u32, kind: u16) -> pg_sys::LOCKTAG {
     }
 }
 
-/// Takes one lock; true when it was not held before.
-fn take(tag: pg_sys::LOCKTAG, mode: i32, nowait: bool) -> bool {
+/// Takes one lock (not already held): without waiting first; when another
+/// transaction holds it, says so in shared memory and waits (or, with
+/// `nowait`, raises 40001).
+fn take(
+    tag: pg_sys::LOCKTAG,
+    mode: i32,
+    nowait: bool,
+    rel: u32,
+    label: &str,
+    acquired: &mut Acquired,
+) {
     let key = (tag.locktag_field2, tag.locktag_field3, tag.locktag_field4);
     let held = HELD.with(|h| {
         h.borrow()
@@ -225,11 +280,29 @@ fn take(tag: pg_sys::LOCKTAG, mode: i32, nowait: bool) -> bool {
             .is_some_and(|modes| modes.iter().any(|m| covers(*m, mode)))
     });
     if held {
-        return false;
+        return;
     }
     // SAFETY: a transaction-level lock in the lock manager, released by
     // PostgreSQL at transaction end.
-    let result = unsafe { pg_sys::LockAcquire(&tag, mode, false, nowait) };
+    let mut result = unsafe { pg_sys::LockAcquire(&tag, mode, false, true) };
+    if result == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL && !nowait {
+        let started = std::time::Instant::now();
+        // SAFETY: reads the relation's name from the syscache (NULL if gone).
+        let relname = unsafe {
+            let p = pg_sys::get_rel_name(pg_sys::Oid::from(rel));
+            if p.is_null() {
+                rel.to_string()
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        };
+        crate::shmem::set_waiting(Some(&format!("{relname}: {label}")));
+        // SAFETY: as above, now waiting.
+        result = unsafe { pg_sys::LockAcquire(&tag, mode, false, false) };
+        crate::shmem::set_waiting(None);
+        acquired.waits += 1;
+        acquired.wait_time += started.elapsed();
+    }
     if result == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
         raise_with(
             "40001",
@@ -239,7 +312,7 @@ fn take(tag: pg_sys::LOCKTAG, mode: i32, nowait: bool) -> bool {
         );
     }
     HELD.with(|h| h.borrow_mut().entry(key).or_default().push(mode));
-    true
+    acquired.taken += 1;
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use pgrx::pg_sys;
 
 #[derive(Debug, Default)]
 pub struct Work {
+    /// Keys queued by writes to upstream TVIEWs (cascades), counted.
+    pub cascaded: usize,
     pub keys: HashSet<String>,
     pub starts: HashMap<String, HashSet<String>>,
     pub full: bool,
@@ -29,6 +31,9 @@ thread_local! {
     /// Values of link columns this transaction changed, per (relation,
     /// column), not yet locked (see locks.rs).
     static LINKS: RefCell<BTreeMap<(u32, String), HashSet<String>>> = const { RefCell::new(BTreeMap::new()) };
+    /// Source relations written in this transaction (for the statistics
+    /// of what their writers spent refreshing).
+    static WRITTEN: RefCell<BTreeSet<u32>> = const { RefCell::new(BTreeSet::new()) };
     /// Relations written (a refresh reads them whole) and truncated.
     static WHOLE_WRITES: RefCell<(BTreeSet<u32>, BTreeSet<u32>)> = const { RefCell::new((BTreeSet::new(), BTreeSet::new())) };
     static QUEUE: RefCell<BTreeMap<u32, Work>> = const { RefCell::new(BTreeMap::new()) };
@@ -53,8 +58,31 @@ pub fn add_starts(tview: pg_sys::Oid, derive_sql: &str, values: impl IntoIterato
     });
 }
 
+pub fn add_cascaded(tview: pg_sys::Oid, n: usize) {
+    with(|q| q.entry(tview.to_u32()).or_default().cascaded += n);
+}
+
 pub fn mark_full(tview: pg_sys::Oid) {
     with(|q| q.entry(tview.to_u32()).or_default().full = true);
+}
+
+/// A copy of the queued work (for `pg_tviews_pending_keys`).
+pub fn snapshot() -> Vec<(pg_sys::Oid, Work)> {
+    with(|q| {
+        q.iter()
+            .map(|(k, w)| {
+                (
+                    pg_sys::Oid::from(*k),
+                    Work {
+                        cascaded: w.cascaded,
+                        keys: w.keys.clone(),
+                        starts: w.starts.clone(),
+                        full: w.full,
+                    },
+                )
+            })
+            .collect()
+    })
 }
 
 /// Removes and returns the work of one TVIEW.
@@ -90,6 +118,20 @@ pub fn add_links(relation: pg_sys::Oid, column: &str, values: impl IntoIterator<
     });
 }
 
+pub fn add_written(relation: pg_sys::Oid) {
+    WRITTEN.with(|w| w.borrow_mut().insert(relation.to_u32()));
+}
+
+/// Removes and returns the source relations written so far.
+pub fn take_written() -> Vec<pg_sys::Oid> {
+    WRITTEN.with(|w| {
+        std::mem::take(&mut *w.borrow_mut())
+            .into_iter()
+            .map(pg_sys::Oid::from)
+            .collect()
+    })
+}
+
 /// A write to a relation some TVIEW reads whole (or a TRUNCATE of it).
 pub fn add_whole_write(relation: pg_sys::Oid, truncate: bool) {
     WHOLE_WRITES.with(|w| {
@@ -113,6 +155,11 @@ pub fn take_links() -> BTreeMap<(u32, String), HashSet<String>> {
 }
 
 pub fn clear() {
+    WRITTEN.with(|w| {
+        if let Ok(mut w) = w.try_borrow_mut() {
+            w.clear();
+        }
+    });
     WHOLE_WRITES.with(|w| {
         if let Ok(mut w) = w.try_borrow_mut() {
             *w = Default::default();

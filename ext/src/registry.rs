@@ -26,6 +26,8 @@ use crate::{introspect, security, spi};
 pub struct Tview {
     pub relid: pg_sys::Oid,
     pub owner: pg_sys::Oid,
+    /// Longest chain of TVIEWs below this one.
+    pub depth: usize,
     /// Refresh runs as a security-restricted operation, unless the TVIEW
     /// has deferrable triggers (PostgreSQL refuses to queue those inside
     /// one; see docs/ARCHITECTURE.md, "Safety").
@@ -91,13 +93,11 @@ pub fn register_invalidation() {
 /// Relcache invalidation: must not touch the catalogs; only flags.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    if relid == pg_sys::Oid::INVALID {
+    let hit = relid == pg_sys::Oid::INVALID
+        || WATCHED.with(|w| w.try_borrow().map(|w| w.contains(&relid)).unwrap_or(true));
+    if hit && !DIRTY.with(Cell::get) {
         DIRTY.with(|d| d.set(true));
-        return;
-    }
-    let hit = WATCHED.with(|w| w.try_borrow().map(|w| w.contains(&relid)).unwrap_or(true));
-    if hit {
-        DIRTY.with(|d| d.set(true));
+        crate::shmem::cache_invalidation();
     }
 }
 
@@ -113,8 +113,10 @@ pub fn get() -> Option<Rc<Registry>> {
     if !DIRTY.with(Cell::get)
         && let Some(r) = CURRENT.with(|c| c.borrow().clone())
     {
+        crate::shmem::cache_event(true);
         return Some(r);
     }
+    crate::shmem::cache_event(false);
     // Clear the flag first: invalidations that arrive while loading set it again.
     DIRTY.with(|d| d.set(false));
     // Introspection runs under the fixed search_path: type names then come
@@ -221,6 +223,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         tviews.push(Tview {
             relid,
             owner,
+            depth: 0,
             restricted,
             names,
             settings: security::refresh_settings(&settings),
@@ -248,6 +251,9 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         .collect();
     let graph = TviewGraph::build(&nodes)?;
     let order = graph.flush_order();
+    for t in tviews.iter_mut() {
+        t.depth = graph.depth(t.relid.to_u32());
+    }
     tviews.sort_by_key(|t| order.iter().position(|o| *o == t.relid.to_u32()));
     let index: HashMap<pg_sys::Oid, usize> = tviews
         .iter()
@@ -367,4 +373,44 @@ pub fn prepared<'a>(cell: &'a OnceCell<Plan>, sql: &str, args: &[pg_sys::Oid]) -
         Some(s) => s,
         None => raise(&TviewError::Internal("prepared statement cache".into())),
     }
+}
+
+/// The explain model of one TVIEW, with its neighbours in the graph.
+pub fn explain(reg: &Registry, tv: &Tview) -> tviews_core::explain::Explain {
+    use tviews_core::explain::Upstream;
+    let name_of = |oid: u32| reg.tview(pg_sys::Oid::from(oid)).map(|t| t.names.display());
+    let mut reads = Vec::new();
+    for s in &tv.analysis.sources {
+        if let Some(up) = reg.tview(pg_sys::Oid::from(s.relation)) {
+            reads.push(Upstream {
+                tview: up.names.display(),
+                reads: up
+                    .analysis
+                    .sources
+                    .iter()
+                    .filter_map(|u| name_of(u.relation))
+                    .collect(),
+            });
+        }
+    }
+    let read_by = reg
+        .tviews
+        .iter()
+        .filter(|t| {
+            t.analysis
+                .sources
+                .iter()
+                .any(|s| s.relation == tv.relid.to_u32())
+        })
+        .map(|t| t.names.display())
+        .collect();
+    tviews_core::explain::explain(
+        &tv.names.display(),
+        &tv.analysis,
+        &tv.plan,
+        tv.depth,
+        reads,
+        read_by,
+        &|oid| reg.index.contains_key(&pg_sys::Oid::from(oid)),
+    )
 }

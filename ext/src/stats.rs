@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pgrx::pg_sys;
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub refreshes: i64,
     pub full_rebuilds: i64,
@@ -20,7 +20,14 @@ pub struct Counters {
     pub deleted: i64,
     pub skipped: i64,
     pub statements: i64,
+    /// Keys that came from writes to upstream TVIEWs (cascades).
+    pub cascaded: i64,
+    pub lock_waits: i64,
     pub time: Duration,
+    pub lock_time: Duration,
+    pub lock_wait_time: Duration,
+    pub derive_time: Duration,
+    pub apply_time: Duration,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -47,7 +54,13 @@ pub fn record_refresh(tview: pg_sys::Oid, delta: Counters) {
         c.deleted += delta.deleted;
         c.skipped += delta.skipped;
         c.statements += delta.statements;
+        c.cascaded += delta.cascaded;
+        c.lock_waits += delta.lock_waits;
         c.time += delta.time;
+        c.lock_time += delta.lock_time;
+        c.lock_wait_time += delta.lock_wait_time;
+        c.derive_time += delta.derive_time;
+        c.apply_time += delta.apply_time;
     });
 }
 
@@ -64,7 +77,7 @@ pub fn tviews() -> Vec<(pg_sys::Oid, Counters)> {
     TVIEWS.with(|t| {
         t.borrow()
             .iter()
-            .map(|(k, v)| (pg_sys::Oid::from(*k), *v))
+            .map(|(k, v)| (pg_sys::Oid::from(*k), v.clone()))
             .collect()
     })
 }

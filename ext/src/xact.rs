@@ -44,8 +44,10 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT | pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => {
             // Bounded: a cascade that keeps re-queueing itself is a bug,
             // not a reason to spin forever.
+            let started = std::time::Instant::now();
             for _ in 0..1000 {
                 if queue::is_empty() {
+                    crate::shmem::record_source_refresh(&queue::take_written(), started.elapsed());
                     return;
                 }
                 // No portal is active at commit: SPI needs an outer
@@ -73,6 +75,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             queue::clear();
             crate::locks::forget();
             crate::ddl::clear_pending();
+            crate::shmem::set_idle();
         }
         _ => {}
     }
