@@ -3,6 +3,10 @@ CREATE FUNCTION tviews.capture() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_capture';
 COMMENT ON FUNCTION tviews.capture() IS 'pg_tviews: records the TVIEW keys a statement affects';
 
+CREATE FUNCTION tviews.guard() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_guard';
+COMMENT ON FUNCTION tviews.guard() IS 'pg_tviews: refuses direct writes to a TVIEW (only its refresh writes it)';
+
 CREATE FUNCTION tviews.on_ddl_command_start() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_ddl_command_start';
 CREATE FUNCTION tviews.on_ddl_command_end() RETURNS event_trigger

@@ -557,10 +557,75 @@ fn validate(relid: pg_sys::Oid, refill: bool) {
                 if refill {
                     // A fresh snapshot (READ COMMITTED) sees what the
                     // writers we waited for committed.
+                    let _maintenance = crate::guard::Maintenance::begin();
                     prepared(&tv.apply_all, &tv.plan.apply_all, &[]).run(&[], None);
                 }
             })
         })
+    });
+}
+
+/// Name and event of each guard trigger of a TVIEW.
+const GUARD_TRIGGERS: &[(&str, &str)] = &[
+    ("tviews_guard", "BEFORE INSERT OR UPDATE OR DELETE ON {rel}"),
+    ("tviews_guard_truncate", "BEFORE TRUNCATE ON {rel}"),
+];
+
+/// Every TVIEW has its guard triggers, and no other table has them.
+fn reconcile_guards(tviews: &std::collections::BTreeSet<u32>, ext_owner: pg_sys::Oid) {
+    Spi::connect_mut(|client| {
+        let existing = spi::rows(
+            client,
+            "SELECT t.tgrelid::pg_catalog.text, t.tgname::pg_catalog.text
+             FROM pg_catalog.pg_trigger t
+             WHERE t.tgfoid = 'tviews.guard()'::pg_catalog.regprocedure",
+            &[],
+        );
+        let mut have: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        for r in existing {
+            let field = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+            if let Ok(oid) = parse_oid(&field(0)) {
+                have.entry(oid.to_u32()).or_default().push(field(1));
+            }
+        }
+        security::as_user(ext_owner, false, || {
+            for oid in tviews
+                .iter()
+                .chain(have.keys())
+                .copied()
+                .collect::<std::collections::BTreeSet<u32>>()
+            {
+                let Some(rel) = spi::one(
+                    client,
+                    "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
+                     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+                    &[spi::oid_arg(pg_sys::Oid::from(oid))],
+                ) else {
+                    continue;
+                };
+                let present = have.get(&oid).cloned().unwrap_or_default();
+                if tviews.contains(&oid) {
+                    for (name, event) in GUARD_TRIGGERS
+                        .iter()
+                        .filter(|(n, _)| !present.iter().any(|p| p == n))
+                    {
+                        spi::run(
+                            client,
+                            &format!(
+                                "CREATE TRIGGER {} {} FOR EACH STATEMENT EXECUTE FUNCTION tviews.guard()",
+                                ident(name),
+                                event.replace("{rel}", &rel)
+                            ),
+                            &[],
+                        );
+                    }
+                } else {
+                    for n in present {
+                        spi::run(client, &format!("DROP TRIGGER {} ON {rel}", ident(&n)), &[]);
+                    }
+                }
+            }
+        });
     });
 }
 
@@ -586,8 +651,11 @@ const CAPTURE_TRIGGERS: &[(&str, &str)] = &[
 pub fn reconcile_triggers() {
     let Some(reg) = registry::get() else { return };
     let needed: std::collections::BTreeSet<u32> = reg.sources.keys().map(|o| o.to_u32()).collect();
+    let guarded: std::collections::BTreeSet<u32> =
+        reg.tviews.iter().map(|t| t.relid.to_u32()).collect();
     let ext_owner = reg.ext_owner;
     drop(reg);
+    reconcile_guards(&guarded, ext_owner);
     Spi::connect_mut(|client| {
         let existing = spi::rows(
             client,

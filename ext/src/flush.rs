@@ -330,6 +330,7 @@ impl Job {
         c.keys += keys.len() as i64;
         crate::shmem::set_phase(crate::shmem::Phase::Applying, relid, keys.len() as i64);
         let started = Instant::now();
+        let _maintenance = crate::guard::Maintenance::begin();
         let result = security::with_settings(&tv.settings, || {
             guard_definition_errors(&tv.names.display(), &tv.plan.key, || {
                 prepared(&tv.apply_keys, &tv.plan.apply_keys, &[pg_sys::TEXTARRAYOID])
@@ -514,6 +515,7 @@ fn refresh_all(tv: &Tview, strict: bool, c: &mut Counters) {
     }
     crate::shmem::set_phase(crate::shmem::Phase::Applying, tv.relid, 0);
     let started = Instant::now();
+    let _maintenance = crate::guard::Maintenance::begin();
     let result = security::with_settings(&tv.settings, || {
         guard_definition_errors(&tv.names.display(), &tv.plan.key, || {
             prepared(&tv.apply_all, &tv.plan.apply_all, &[]).run(&[], None)

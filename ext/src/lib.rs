@@ -14,6 +14,7 @@ mod capture;
 mod ddl;
 mod error;
 mod flush;
+mod guard;
 mod introspect;
 mod locks;
 mod monitor;

@@ -17,6 +17,8 @@ pub enum RefreshMode {
 pub static REFRESH_MODE: GucSetting<RefreshMode> =
     GucSetting::<RefreshMode>::new(RefreshMode::Commit);
 
+pub static ALLOW_DIRECT_WRITES: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn register() {
     GucRegistry::define_enum_guc(
         c"pg_tviews.refresh_mode",
@@ -26,6 +28,15 @@ statement: after each statement, so the transaction sees its own writes in the T
 Settable per session, role, database, or with SET LOCAL.",
         &REFRESH_MODE,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_tviews.allow_direct_writes",
+        c"Lets a superuser write TVIEWs directly (for repairs).",
+        c"TVIEWs are only written by their refresh; with this on, INSERT, UPDATE, DELETE, TRUNCATE and COPY by a superuser are allowed. \
+The TVIEW may then differ from its definition until pg_tviews_refresh() rebuilds it.",
+        &ALLOW_DIRECT_WRITES,
+        GucContext::Suset,
         GucFlags::default(),
     );
 }

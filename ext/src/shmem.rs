@@ -189,12 +189,7 @@ fn slot_key(relid: pg_sys::Oid) -> u64 {
 }
 
 /// Finds or claims the slot of `key` in a table of `n` slots.
-fn find<T>(
-    slots: &[T],
-    key: u64,
-    slot_key: impl Fn(&T) -> &AtomicU64,
-    claim: bool,
-) -> Option<&T> {
+fn find<T>(slots: &[T], key: u64, slot_key: impl Fn(&T) -> &AtomicU64, claim: bool) -> Option<&T> {
     let n = slots.len();
     let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20) as usize % n;
     for i in 0..n {

@@ -76,6 +76,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             crate::locks::forget();
             crate::ddl::clear_pending();
             crate::shmem::set_idle();
+            crate::guard::reset();
         }
         _ => {}
     }

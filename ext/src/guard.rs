@@ -1,0 +1,84 @@
+//! Only maintenance writes a TVIEW (DESIGN.md §7): a statement-level
+//! BEFORE trigger on every TVIEW refuses INSERT, UPDATE, DELETE, TRUNCATE
+//! and COPY that do not come from a refresh, whoever runs them. A superuser
+//! may repair by hand with `SET pg_tviews.allow_direct_writes = on`.
+
+use std::cell::Cell;
+
+use pgrx::prelude::*;
+
+use crate::error::raise_with;
+
+thread_local! {
+    static MAINTAINING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks the current statements as maintenance while it lives.
+pub struct Maintenance;
+
+impl Maintenance {
+    pub fn begin() -> Maintenance {
+        MAINTAINING.with(|m| m.set(m.get() + 1));
+        Maintenance
+    }
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        MAINTAINING.with(|m| m.set(m.get().saturating_sub(1)));
+    }
+}
+
+/// A new transaction starts outside maintenance, however the last ended.
+pub fn reset() {
+    MAINTAINING.with(|m| m.set(0));
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_tviews_guard() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// `tviews.guard()`.
+///
+/// # Safety
+/// Called by PostgreSQL's function manager with a valid `fcinfo`.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn tviews_guard(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    if MAINTAINING.with(Cell::get) > 0 {
+        return pg_sys::Datum::from(0);
+    }
+    // SAFETY: superuser() reads the current user's role; the GUC is ours.
+    if crate::settings::ALLOW_DIRECT_WRITES.get() && unsafe { pg_sys::superuser() } {
+        return pg_sys::Datum::from(0);
+    }
+    // SAFETY: fcinfo is valid; the context is checked to be TriggerData.
+    let name = unsafe {
+        let ctx = (*fcinfo).context;
+        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+            String::from("a TVIEW")
+        } else {
+            let rel = (*(ctx as *mut pg_sys::TriggerData)).tg_relation;
+            let p = pg_sys::get_rel_name((*rel).rd_id);
+            if p.is_null() {
+                String::from("a TVIEW")
+            } else {
+                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        }
+    };
+    raise_with(
+        "42809",
+        format!("cannot change TVIEW \"{name}\" directly"),
+        Some(
+            "A TVIEW is maintained from its definition by pg_tviews; only its refresh writes it."
+                .into(),
+        ),
+        Some(format!(
+            "Change its source tables instead. To rebuild it, run SELECT pg_tviews_refresh('{name}'); to repair by hand, a superuser can SET pg_tviews.allow_direct_writes = on."
+        )),
+    )
+}
