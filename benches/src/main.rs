@@ -58,7 +58,7 @@ struct Args {
     ops: Option<Vec<String>>,
     /// Seconds of timed transactions per materialized-view sample; when refreshes are slower,
     /// fewer transactions are timed.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 1.0)]
     matview_budget: f64,
     /// Skip the chart (no Python needed).
     #[arg(long)]

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::approach::Approach;
-use crate::results::{OpResult, Results, Row, Unit};
+use crate::results::{OpResult, Results, Row, TviewsBreakdown, Unit};
 use crate::stats::summarize;
 use crate::workload::Group;
 
@@ -77,10 +77,14 @@ fn group_title(g: Group) -> &'static str {
 fn group_intro(g: Group) -> &'static str {
     match g {
         Group::Row => {
-            "Latency per transaction (one statement, autocommit; materialized views: the statement \
-             and the REFRESH of every view it can affect, in one transaction), timed from the client."
+            "Latency per transaction, timed from the client: one statement in autocommit \
+             (materialized views: the statement and the REFRESH of every view it can affect, in \
+             one transaction). A sample's value is the median of its transactions."
         }
-        Group::Bulk => "Latency per statement (autocommit), timed from the client.",
+        Group::Bulk => {
+            "Latency per statement (autocommit; materialized views: with their refresh), timed \
+             from the client; a sample's value is the median of its statements."
+        }
         Group::Read => {
             "Latency of `SELECT data ... WHERE key = $1` on the approach's documents; plain DML \
              has none and computes the document from its definition. pg_ivm's product and category \
@@ -88,7 +92,9 @@ fn group_intro(g: Group) -> &'static str {
         }
         Group::Concurrency => {
             "Committed transactions per second over all clients, each client on its own \
-             connection; the cost ratios are inverse throughputs (> 1: fewer transactions per second)."
+             connection, in three short windows per sample that alternate between the approaches \
+             (the sample's value is their median); the cost ratios are inverse throughputs \
+             (> 1: fewer transactions per second)."
         }
         Group::Creation => {
             "Seconds to build the read model from the loaded sources in one transaction (tables, \
@@ -156,7 +162,10 @@ pub fn render(results: &Results) -> String {
     let _ = writeln!(out, "- **Took:** {}", duration(m.seconds));
     out.push('\n');
     out.push_str(
-        "Every figure is the median over the runs, with the minimum and maximum. Ratios are \
+        "Within a run, the approaches take turns transaction by transaction (each transaction \
+         of an operation runs in every approach before the next one runs in any), so that noise \
+         on the machine hits them alike. Every figure is the median over the runs, with the \
+         minimum and maximum. Ratios are \
          ratios of medians of costs (time per transaction, or 1 / throughput): **× plain** is \
          the cost over plain DML on the same tables with no read model; **÷ pg_tviews** is the \
          approach's cost over pg_tviews' (above 1: pg_tviews is cheaper); *per run* is that ratio \
@@ -343,11 +352,27 @@ fn render_wal(results: &Results, approaches: &[Approach], out: &mut String) {
     if ops.is_empty() {
         return;
     }
+    let split = ops
+        .iter()
+        .flat_map(|o| o.samples.iter())
+        .any(|s| s.wal_fpi_bytes.is_some());
     out.push_str(
-        "## Write amplification\n\nWAL bytes per changed source row (median over runs; from \
-         `pg_current_wal_lsn()` before and after the timed transactions, full-page images \
-         included: a checkpoint starts each run), and in brackets the ratio to plain DML.\n\n",
+        "## Write amplification\n\nWAL bytes per changed source row, median over runs, from \
+         `pg_current_wal_lsn()` before and after each timed transaction",
     );
+    if split {
+        out.push_str(
+            ": first without full-page images (pg_walinspect), with the ratio to plain DML in \
+             brackets, then the total. Full-page images depend on which pages a transaction \
+             is the first to touch since the checkpoint that starts each run, so they say more \
+             about the order of the operations than about the approach.\n\n",
+        );
+    } else {
+        out.push_str(
+            ", full-page images included (a checkpoint starts each run), with the ratio to \
+             plain DML in brackets.\n\n",
+        );
+    }
     let _ = write!(out, "| operation |");
     for a in approaches {
         let _ = write!(out, " {} |", a.label());
@@ -359,30 +384,34 @@ fn render_wal(results: &Results, approaches: &[Approach], out: &mut String) {
     out.push('\n');
     for op in ops {
         let rows = op.rows(approaches);
-        let plain = rows
-            .iter()
-            .find(|r| r.approach == Approach::Plain)
-            .and_then(|r| r.wal_per_row);
+        let plain = rows.iter().find(|r| r.approach == Approach::Plain);
         let _ = write!(out, "| `{}` |", op.id);
         for a in approaches {
-            match rows
-                .iter()
-                .find(|r| r.approach == *a)
-                .and_then(|r| r.wal_per_row)
-            {
-                Some(w) if *a == Approach::Plain => {
-                    let _ = write!(out, " {} |", bytes(w));
-                }
-                Some(w) => {
-                    let _ = write!(
-                        out,
-                        " {} ({}) |",
+            let Some(r) = rows.iter().find(|r| r.approach == *a) else {
+                out.push_str(" – |");
+                continue;
+            };
+            let cell = match (r.wal_per_row_no_fpi, r.wal_per_row) {
+                (Some(w), Some(total)) => {
+                    let p = plain.and_then(|p| p.wal_per_row_no_fpi);
+                    format!(
+                        "{} ({}) / {}",
                         bytes(w),
-                        times(plain.map(|p| w / p.max(1.0)))
-                    );
+                        times(p.map(|p| w / p.max(1.0))),
+                        bytes(total)
+                    )
                 }
-                None => out.push_str(" – |"),
-            }
+                (None, Some(total)) => {
+                    let p = plain.and_then(|p| p.wal_per_row);
+                    format!(
+                        "{} ({})",
+                        bytes(total),
+                        times(p.map(|p| total / p.max(1.0)))
+                    )
+                }
+                _ => "–".to_owned(),
+            };
+            let _ = write!(out, " {cell} |");
         }
         out.push('\n');
     }
@@ -391,50 +420,47 @@ fn render_wal(results: &Results, approaches: &[Approach], out: &mut String) {
 
 /// Where pg_tviews' time goes in the single-row and bulk transactions, from its own counters.
 fn render_breakdown(results: &Results, out: &mut String) {
-    let mut lines = Vec::new();
-    let mut tviews_names: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for op in &results.ops {
-        for s in op.samples.iter().filter(|s| s.approach == Approach::Tviews) {
-            if let Some(t) = &s.tviews {
-                for k in t.flush_ms.keys() {
-                    if !tviews_names.contains(k) {
-                        tviews_names.push(k.clone());
-                    }
+        for b in op.samples.iter().filter_map(|s| s.tviews.as_ref()) {
+            for k in b.flush.keys() {
+                if !names.contains(k) {
+                    names.push(k.clone());
                 }
             }
         }
     }
-    tviews_names.sort_by_key(|n| match n.as_str() {
+    names.sort_by_key(|n| match n.as_str() {
         "tv_review" => 0,
         "tv_product" => 1,
         "tv_category" => 2,
         _ => 3,
     });
+    let mut lines = Vec::new();
     for op in results
         .ops
         .iter()
         .filter(|o| matches!(o.group, Group::Row | Group::Bulk))
     {
-        let samples: Vec<_> = op
+        let parts: Vec<&TviewsBreakdown> = op
             .samples
             .iter()
-            .filter(|s| s.approach == Approach::Tviews && !s.void && s.timed > 0)
-            .filter_map(|s| s.tviews.as_ref().map(|t| (s, t)))
+            .filter(|s| s.approach == Approach::Tviews && !s.void)
+            .filter_map(|s| s.tviews.as_ref())
             .collect();
-        if samples.is_empty() {
+        if parts.is_empty() {
             continue;
         }
-        let med = |f: &dyn Fn(&crate::results::Sample, &crate::results::TviewsCounters) -> f64| {
-            let v: Vec<f64> = samples.iter().map(|(s, t)| f(s, t)).collect();
+        let med = |f: &dyn Fn(&TviewsBreakdown) -> f64| {
+            let v: Vec<f64> = parts.iter().map(|b| f(b)).collect();
             summarize(&v).map(|s| s.median).unwrap_or(f64::NAN)
         };
-        let latency = med(&|s, _| s.value);
-        let capture = med(&|s, t| t.capture_ms / 1e3 / s.timed as f64);
-        let flushes: Vec<f64> = tviews_names
+        let latency = med(&|b| b.latency);
+        let capture = med(&|b| b.capture);
+        let flushes: Vec<f64> = names
             .iter()
-            .map(|n| med(&|s, t| t.flush_ms.get(n).copied().unwrap_or(0.0) / 1e3 / s.timed as f64))
+            .map(|n| med(&|b| b.flush.get(n).copied().unwrap_or(0.0)))
             .collect();
-        let statements = med(&|s, t| t.statements as f64 / s.timed as f64);
         let rest = latency - capture - flushes.iter().sum::<f64>();
         let mut line = format!(
             "| `{}` | {} | {} |",
@@ -447,10 +473,11 @@ fn render_breakdown(results: &Results, out: &mut String) {
         }
         let _ = write!(
             line,
-            " {} | {} | {} |",
+            " {} | {} | {} / {} |",
             duration(rest),
-            sig3(statements),
-            sig3(latency / results_plain(op).unwrap_or(f64::NAN))
+            sig3(med(&|b| b.statements)),
+            sig3(med(&|b| b.written)),
+            sig3(med(&|b| b.written + b.skipped)),
         );
         lines.push(line);
     }
@@ -458,19 +485,23 @@ fn render_breakdown(results: &Results, out: &mut String) {
         return;
     }
     out.push_str(
-        "## Where pg_tviews' time goes\n\nPer transaction (median over runs), from \
-         `pg_tviews_session_stats()` and `pg_tviews_session_source_stats()` of the measuring \
-         session: *capture* is the statement-level capture triggers; each TVIEW's *flush* is its \
-         refresh at commit (refresh lock, key derivation, apply; the cascade's capture on \
-         tv_product is inside tv_product's flush); *rest* is the statement itself, the commit \
-         (WAL flush) and the round trip. *statements* counts the refresh statements.\n\n",
+        "## Where pg_tviews' time goes\n\nPer transaction, from `pg_tviews_session_stats()` and \
+         `pg_tviews_session_source_stats()` read after every transaction: means over the \
+         transactions whose latency lies between the sample's 25th and 75th percentiles, median \
+         over runs. *capture* is the statement-level capture triggers; each TVIEW's *flush* is \
+         its refresh at commit (key derivation, apply; the cascade's capture on tv_product is \
+         inside tv_product's flush); *rest* is everything else: the statement itself, the \
+         pre-commit work not timed per TVIEW (in this version, estimating and taking value \
+         locks), the commit's WAL flush and the round trip. *statements* counts refresh \
+         statements; *rows written / recomputed* the TVIEW rows written (inserted, updated, \
+         deleted) and recomputed.\n\n",
     );
     let _ = write!(out, "| operation | latency | capture |");
-    for n in &tviews_names {
+    for n in &names {
         let _ = write!(out, " flush {n} |");
     }
-    out.push_str(" rest | statements | latency ÷ plain |\n|---|---|---|");
-    for _ in &tviews_names {
+    out.push_str(" rest | statements | rows written / recomputed |\n|---|---|---|");
+    for _ in &names {
         out.push_str("---|");
     }
     out.push_str("---|---|---|\n");
@@ -479,16 +510,6 @@ fn render_breakdown(results: &Results, out: &mut String) {
         out.push('\n');
     }
     out.push('\n');
-}
-
-fn results_plain(op: &OpResult) -> Option<f64> {
-    let v: Vec<f64> = op
-        .samples
-        .iter()
-        .filter(|s| s.approach == Approach::Plain && !s.void)
-        .map(|s| s.value)
-        .collect();
-    summarize(&v).map(|s| s.median)
 }
 
 fn render_profile(results: &Results, out: &mut String) {

@@ -107,33 +107,116 @@ pub struct OpResult {
 pub struct Sample {
     pub approach: Approach,
     pub run: u32,
+    /// Latency per transaction: the median of the sample's transactions; throughput: the
+    /// median over the sample's windows; creation: seconds.
     pub value: f64,
+    /// The mean of the same (for the time breakdown, whose counters are totals).
+    #[serde(default)]
+    pub mean: Option<f64>,
     /// Transactions timed (materialized views may time fewer than they apply).
     pub timed: u64,
     /// Transactions applied.
     pub total: u64,
     /// WAL written by the timed transactions (`pg_current_wal_lsn()` difference).
     pub wal_bytes: Option<u64>,
+    /// Of which full-page images (pg_walinspect; None when it is not available).
+    #[serde(default)]
+    pub wal_fpi_bytes: Option<u64>,
     /// Transactions that failed (serialization failures, deadlocks) and were not counted.
     pub errors: u64,
     /// The read model was found wrong after this run: the sample measured a wrong answer.
     pub void: bool,
-    /// pg_tviews' own counters over the timed transactions (pg_tviews only).
-    pub tviews: Option<TviewsCounters>,
+    /// Where pg_tviews' time went (pg_tviews only).
+    pub tviews: Option<TviewsBreakdown>,
 }
 
-/// Totals from `pg_tviews_session_stats()` and `pg_tviews_session_source_stats()`.
+/// Counters from `pg_tviews_session_stats()` and `pg_tviews_session_source_stats()`: totals
+/// since a reset, or the difference over one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TviewsCounters {
     /// Milliseconds in the capture triggers of the source tables (statement time).
     pub capture_ms: f64,
-    /// Milliseconds refreshing each TVIEW at commit (lock, derive, apply; a cascade's capture
-    /// on a TVIEW is inside its upstream TVIEW's time).
+    /// Milliseconds refreshing each TVIEW at commit (derive, apply; a cascade's capture on a
+    /// TVIEW is inside its upstream TVIEW's time).
     pub flush_ms: BTreeMap<String, f64>,
     pub statements: i64,
     pub keys: i64,
     pub written: i64,
     pub skipped: i64,
+}
+
+impl TviewsCounters {
+    /// What happened between `earlier` and `self` (cumulative counters of one session).
+    pub fn since(&self, earlier: &TviewsCounters) -> TviewsCounters {
+        TviewsCounters {
+            capture_ms: self.capture_ms - earlier.capture_ms,
+            flush_ms: self
+                .flush_ms
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v - earlier.flush_ms.get(k).copied().unwrap_or(0.0),
+                    )
+                })
+                .collect(),
+            statements: self.statements - earlier.statements,
+            keys: self.keys - earlier.keys,
+            written: self.written - earlier.written,
+            skipped: self.skipped - earlier.skipped,
+        }
+    }
+}
+
+/// Where a typical pg_tviews transaction spends its time: means over the transactions whose
+/// latency lies between the sample's 25th and 75th percentiles (robust to bursts of noise,
+/// and additive, unlike medians of each part).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TviewsBreakdown {
+    pub transactions: u64,
+    /// Seconds, as timed by the client.
+    pub latency: f64,
+    /// Seconds in the capture triggers.
+    pub capture: f64,
+    /// Seconds refreshing each TVIEW at commit.
+    pub flush: BTreeMap<String, f64>,
+    pub statements: f64,
+    pub keys: f64,
+    pub written: f64,
+    pub skipped: f64,
+}
+
+impl TviewsBreakdown {
+    /// From each transaction's latency (seconds) and counters.
+    pub fn from_transactions(txns: &[(f64, TviewsCounters)]) -> Option<TviewsBreakdown> {
+        if txns.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<&(f64, TviewsCounters)> = txns.iter().collect();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (lo, hi) = (sorted.len() / 4, sorted.len() - sorted.len() / 4);
+        let middle = &sorted[lo..hi.max(lo + 1)];
+        let n = middle.len() as f64;
+        let mean = |f: &dyn Fn(&(f64, TviewsCounters)) -> f64| {
+            middle.iter().map(|t| f(t)).sum::<f64>() / n
+        };
+        let mut flush = BTreeMap::new();
+        for (_, c) in middle.iter() {
+            for (k, ms) in &c.flush_ms {
+                *flush.entry(k.clone()).or_insert(0.0) += ms / 1e3 / n;
+            }
+        }
+        Some(TviewsBreakdown {
+            transactions: middle.len() as u64,
+            latency: mean(&|t| t.0),
+            capture: mean(&|t| t.1.capture_ms / 1e3),
+            flush,
+            statements: mean(&|t| t.1.statements as f64),
+            keys: mean(&|t| t.1.keys as f64),
+            written: mean(&|t| t.1.written as f64),
+            skipped: mean(&|t| t.1.skipped as f64),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +247,8 @@ pub struct Row {
     pub errors: u64,
     /// Median WAL bytes per changed source row.
     pub wal_per_row: Option<f64>,
+    /// The same without full-page images.
+    pub wal_per_row_no_fpi: Option<f64>,
 }
 
 impl OpResult {
@@ -210,6 +295,14 @@ impl OpResult {
                             .map(|w| w as f64 / (s.timed * self.rows_per_txn) as f64)
                     })
                     .collect();
+                let wal_no_fpi: Vec<f64> = mine
+                    .iter()
+                    .filter(|s| !s.void && s.timed > 0 && self.rows_per_txn > 0)
+                    .filter_map(|s| {
+                        let (w, f) = (s.wal_bytes?, s.wal_fpi_bytes?);
+                        Some(w.saturating_sub(f) as f64 / (s.timed * self.rows_per_txn) as f64)
+                    })
+                    .collect();
                 Some(Row {
                     approach: a,
                     summary,
@@ -221,6 +314,7 @@ impl OpResult {
                     total: mine.iter().map(|s| s.total).sum(),
                     errors: mine.iter().map(|s| s.errors).sum(),
                     wal_per_row: summarize(&wal).map(|s| s.median),
+                    wal_per_row_no_fpi: summarize(&wal_no_fpi).map(|s| s.median),
                 })
             })
             .collect()
@@ -247,7 +341,7 @@ impl Results {
                 // vs_tviews is trigger ÷ pg_tviews; invert it for pg_tviews ÷ trigger.
                 rows.iter()
                     .filter_map(|r| r.vs_tviews.map(|v| (1.0 / v, r.approach)))
-                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
                     .map(|(ratio, a)| (op.id.clone(), ratio, a))
             })
             .filter(|(_, r, _)| r.is_finite())
@@ -267,9 +361,11 @@ mod tests {
             approach,
             run,
             value,
+            mean: None,
             timed: 10,
             total: 10,
             wal_bytes: Some(1000),
+            wal_fpi_bytes: Some(400),
             errors: 0,
             void: false,
             tviews: None,
@@ -317,6 +413,7 @@ mod tests {
         let per_run = rows[2].vs_tviews_runs.unwrap();
         assert_eq!((per_run.min, per_run.median, per_run.max), (1.0, 2.0, 2.0));
         assert_eq!(rows[0].wal_per_row, Some(100.0));
+        assert_eq!(rows[0].wal_per_row_no_fpi, Some(60.0));
     }
 
     #[test]
@@ -329,6 +426,68 @@ mod tests {
         let rows = r.rows(&[Plain, Tviews]);
         assert_eq!(rows[1].vs_plain, Some(4.0));
         assert_eq!(rows[1].summary.median, 250.0);
+    }
+
+    #[test]
+    fn the_summary_compares_with_the_cheaper_trigger() {
+        use Approach::*;
+        let mut results = Results {
+            meta: serde_json::from_value(serde_json::json!({
+                "date": "2026-01-01 00:00 UTC", "scale": "small", "seed": 1, "runs": 1,
+                "iterations": 10, "rows": {}, "postgres": "15", "tviews_version": "0.1.0",
+                "tviews_build": "test", "cpu": "cpu", "cores": 2, "memory": "1 GiB",
+                "settings": [], "preload": false, "command": "test", "seconds": 1.0, "notes": []
+            }))
+            .unwrap(),
+            approaches: Vec::new(),
+            checks: Vec::new(),
+            ops: vec![op(
+                Unit::SecondsPerTxn,
+                vec![
+                    sample(Tviews, 1, 3.0),
+                    sample(TriggersRow, 1, 1.0),
+                    sample(TriggersStmt, 1, 2.0),
+                ],
+            )],
+            profile: Vec::new(),
+        };
+        let worst = results.tviews_vs_triggers();
+        assert_eq!(worst, vec![("update_product".to_owned(), 3.0, TriggersRow)]);
+        results.ops[0].samples.truncate(1);
+        assert!(results.tviews_vs_triggers().is_empty());
+    }
+
+    #[test]
+    fn the_breakdown_averages_the_middle_half() {
+        let txn = |latency: f64, capture_ms: f64| {
+            let mut c = TviewsCounters {
+                capture_ms,
+                statements: 4,
+                ..TviewsCounters::default()
+            };
+            c.flush_ms.insert("tv_product".into(), 2.0 * capture_ms);
+            (latency, c)
+        };
+        // The fastest and the slowest (a burst of noise) are left out.
+        let b = TviewsBreakdown::from_transactions(&[
+            txn(0.001, 0.1),
+            txn(0.002, 0.2),
+            txn(0.004, 0.4),
+            txn(0.100, 9.0),
+        ])
+        .unwrap();
+        assert_eq!(b.transactions, 2);
+        assert!((b.latency - 0.003).abs() < 1e-12);
+        assert!((b.capture - 0.0003).abs() < 1e-12);
+        assert!((b.flush["tv_product"] - 0.0006).abs() < 1e-12);
+        assert_eq!(b.statements, 4.0);
+        let one = TviewsBreakdown::from_transactions(&[txn(0.5, 1.0)]).unwrap();
+        assert_eq!(one.transactions, 1);
+        assert_eq!(TviewsBreakdown::from_transactions(&[]), None);
+        let later = txn(0.0, 3.0).1;
+        let earlier = txn(0.0, 1.0).1;
+        assert_eq!(later.since(&earlier).capture_ms, 2.0);
+        assert_eq!(later.since(&earlier).statements, 0);
     }
 
     #[test]

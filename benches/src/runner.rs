@@ -15,9 +15,11 @@ use tviews_tests::{Cluster, ClusterOptions};
 use crate::approach::{Approach, Doc, diff_sql};
 use crate::data::Catalogue;
 use crate::results::{
-    ApproachStatus, Check, Meta, OpResult, ProfileEntry, Results, Sample, TviewsCounters, Unit,
+    ApproachStatus, Check, Meta, OpResult, ProfileEntry, Results, Sample, TviewsBreakdown,
+    TviewsCounters, Unit,
 };
 use crate::scale::Scale;
+use crate::stats::summarize;
 use crate::workload::{ClientKeys, Group, Op, Params};
 
 pub fn params(t: &Params) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
@@ -29,6 +31,65 @@ const CREATE_DB: &str = "bench_create";
 /// Materialized views are left out of the concurrency operations when one refresh of what a
 /// price change touches takes longer than this: every client would wait for every refresh.
 const MATVIEW_CONCURRENCY_LIMIT: Duration = Duration::from_secs(1);
+/// Each concurrency sample is this many windows, alternating between the approaches.
+const CONCURRENCY_WINDOWS: u32 = 3;
+
+/// One client connection of a concurrency measurement.
+struct Session {
+    client: Client,
+    stmt: tokio_postgres::Statement,
+    keys: ClientKeys,
+}
+
+fn push_note(notes: &mut Vec<String>, note: String) {
+    eprintln!("tviews-benches: {note}");
+    if !notes.contains(&note) {
+        notes.push(note);
+    }
+}
+
+/// Runs every session's transactions until `window` has passed; returns the sessions, the
+/// commits, the serialization failures and deadlocks (retried), and the seconds it took (the
+/// last transaction started before the deadline is waited for).
+async fn run_window(
+    sessions: Vec<Session>,
+    refresh: Arc<String>,
+    window: Duration,
+) -> Result<(Vec<Session>, u64, u64, f64)> {
+    let start = Instant::now();
+    let deadline = start + window;
+    let mut tasks = Vec::new();
+    for mut s in sessions {
+        let refresh = refresh.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut commits, mut errors) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                let key = s.keys.next_key();
+                match execute_txn(&s.client, &s.stmt, &[&key], &refresh, false).await {
+                    Ok(()) => commits += 1,
+                    Err(e)
+                        if e.code()
+                            .is_some_and(|c| c.code() == "40001" || c.code() == "40P01") =>
+                    {
+                        errors += 1;
+                        let _ = s.client.batch_execute("ROLLBACK").await;
+                    }
+                    Err(e) => return Err(anyhow::Error::from(e)),
+                }
+            }
+            Ok::<_, anyhow::Error>((s, commits, errors, Instant::now()))
+        }));
+    }
+    let (mut sessions, mut commits, mut errors, mut end) = (Vec::new(), 0, 0, start);
+    for t in tasks {
+        let (s, c, e, finished) = t.await??;
+        sessions.push(s);
+        commits += c;
+        errors += e;
+        end = end.max(finished);
+    }
+    Ok((sessions, commits, errors, (end - start).as_secs_f64()))
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,6 +120,9 @@ struct Bench {
     statuses: Vec<ApproachStatus>,
     clients: BTreeMap<Approach, Client>,
     create_client: Client,
+    /// pg_walinspect is installed in the scratch database: WAL is split into full-page images
+    /// and the rest.
+    walinspect: bool,
     /// Seconds one REFRESH of each materialized view takes (plain, concurrently).
     refresh_estimate: BTreeMap<(Approach, Doc), f64>,
     checks: Vec<Check>,
@@ -159,6 +223,10 @@ pub async fn run(cfg: Config) -> Result<Results> {
         clients.insert(*a, cluster.connect(&a.database()).await?);
     }
     let create_client = cluster.connect(CREATE_DB).await?;
+    let walinspect = create_client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .await
+        .is_ok();
     let mut bench = Bench {
         cluster,
         cat,
@@ -167,6 +235,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
         statuses,
         clients,
         create_client,
+        walinspect,
         refresh_estimate: BTreeMap::new(),
         checks: Vec::new(),
         notes: Vec::new(),
@@ -209,34 +278,20 @@ pub async fn run(cfg: Config) -> Result<Results> {
             .map(|i| bench.approaches[(i + run as usize - 1) % n])
             .collect();
         for (op, result) in ops.iter().zip(results.iter_mut()) {
+            let samples = bench.measure_op(op, run, &order, &mut result.notes).await;
             let mut line = format!("[run {run}/{}] {:<28}", bench.cfg.runs, op.id());
-            for a in &order {
-                match bench.measure(*a, op, run, result).await {
-                    Ok(Some(sample)) => {
-                        line.push_str(&format!(
-                            " {}={}",
-                            a.id(),
-                            match result.unit {
-                                Unit::TxnPerSecond =>
-                                    format!("{}tx/s", crate::report::sig3(sample.value)),
-                                _ => crate::report::duration(sample.value).replace(' ', ""),
-                            }
-                        ));
-                        result.samples.push(sample);
+            for sample in &samples {
+                line.push_str(&format!(
+                    " {}={}",
+                    sample.approach.id(),
+                    match result.unit {
+                        Unit::TxnPerSecond => format!("{}tx/s", crate::report::sig3(sample.value)),
+                        _ => crate::report::duration(sample.value).replace(' ', ""),
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let note = format!("{} failed in run {run}: {e:#}", a.label());
-                        eprintln!("tviews-benches: {note}");
-                        if !result.notes.contains(&note) {
-                            result.notes.push(note);
-                        }
-                        // Whatever the failure left open.
-                        let _ = bench.clients[a].batch_execute("ROLLBACK").await;
-                    }
-                }
+                ));
             }
             eprintln!("{line}");
+            result.samples.extend(samples);
         }
         for a in bench.approaches.clone() {
             let ok = bench.check(a, &format!("after run {run}")).await?;
@@ -446,6 +501,26 @@ pub async fn execute_txn(
     }
 }
 
+/// Bytes of full-page images in the WAL of the given LSN ranges (pg_walinspect).
+async fn fpi_bytes(client: &Client, ranges: &[(u64, u64)]) -> Result<u64> {
+    if ranges.is_empty() {
+        return Ok(0);
+    }
+    let lsn = |v: u64| format!("{:X}/{:X}", v >> 32, v & 0xFFFF_FFFF);
+    let starts: Vec<String> = ranges.iter().map(|r| lsn(r.0)).collect();
+    let ends: Vec<String> = ranges.iter().map(|r| lsn(r.1)).collect();
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(w.fpi_length), 0)::int8 \
+             FROM unnest($1::text[]::pg_lsn[], $2::text[]::pg_lsn[]) AS r(s, e), \
+                  LATERAL pg_get_wal_records_info(r.s, r.e) w",
+            &[&starts, &ends],
+        )
+        .await
+        .context("reading full-page images with pg_walinspect")?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
 async fn wal_lsn(client: &Client) -> Result<u64> {
     let row = client
         .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
@@ -506,161 +581,321 @@ impl Bench {
         Ok(ok)
     }
 
-    async fn measure(
+    /// Measures one operation in every approach of `order`; failures become notes.
+    async fn measure_op(
         &self,
-        a: Approach,
         op: &Op,
         run: u32,
-        result: &mut OpResult,
-    ) -> Result<Option<Sample>> {
+        order: &[Approach],
+        notes: &mut Vec<String>,
+    ) -> Vec<Sample> {
         match op {
             Op::Concurrent { clients, hot } => {
-                if a.is_matview() {
-                    let est = self.refresh_seconds(a, &op.touched_docs());
-                    if est > MATVIEW_CONCURRENCY_LIMIT.as_secs_f64() {
-                        let note = format!(
-                            "{} left out: one refresh takes {} (> {} s), every client would queue behind it",
-                            a.label(),
-                            crate::report::duration(est),
-                            MATVIEW_CONCURRENCY_LIMIT.as_secs()
-                        );
-                        if !result.notes.contains(&note) {
-                            result.notes.push(note);
-                        }
-                        return Ok(None);
-                    }
-                }
-                self.measure_concurrent(a, op, *clients, *hot, run)
+                self.measure_concurrent(op, *clients, *hot, run, order, notes)
                     .await
-                    .map(Some)
             }
             Op::Create => {
-                if a == Approach::MatviewConcurrently {
-                    // The same views and indexes as REFRESH MATVIEW.
-                    return Ok(None);
+                let mut samples = Vec::new();
+                for &a in order {
+                    if a == Approach::MatviewConcurrently {
+                        // The same views and indexes as REFRESH MATVIEW.
+                        continue;
+                    }
+                    match self.measure_create(a, run).await {
+                        Ok(s) => samples.push(s),
+                        Err(e) => {
+                            push_note(notes, format!("{} failed in run {run}: {e:#}", a.label()));
+                            let _ = self.create_client.batch_execute("ROLLBACK").await;
+                        }
+                    }
                 }
-                self.measure_create(a, run).await.map(Some)
+                samples
             }
-            _ => self.measure_txns(a, op, run).await.map(Some),
+            _ => self.measure_interleaved(op, run, order, notes).await,
         }
     }
 
-    /// A sample of sequential transactions on the approach's connection.
-    async fn measure_txns(&self, a: Approach, op: &Op, run: u32) -> Result<Sample> {
-        let client = self.client(a);
+    /// Sequential transactions, interleaved: transaction i runs in every approach before
+    /// transaction i + 1 runs in any, each timed on its own (so a burst of noise on the machine
+    /// hits every approach alike), with the WAL it wrote. A sample's value is the median
+    /// latency of its transactions.
+    async fn measure_interleaved(
+        &self,
+        op: &Op,
+        run: u32,
+        order: &[Approach],
+        notes: &mut Vec<String>,
+    ) -> Vec<Sample> {
+        struct State<'a> {
+            a: Approach,
+            client: &'a Client,
+            stmt: tokio_postgres::Statement,
+            refresh: String,
+            timed: usize,
+            latencies: Vec<f64>,
+            wal: u64,
+            /// Each timed transaction's WAL (start, end), for pg_walinspect.
+            wal_ranges: Vec<(u64, u64)>,
+            failed: Option<String>,
+            /// pg_tviews: the counters so far, and each timed transaction's latency and counters.
+            counters: Option<TviewsCounters>,
+            tviews_txns: Vec<(f64, TviewsCounters)>,
+        }
         let n = op.iterations(self.cfg.iterations);
         let txns = op.transactions(&self.cat, run, n);
-        let (sql, types) = op.statement(a).context("operation without a statement")?;
-        let stmt = client.prepare_typed(&sql, &types).await?;
-        let docs = op.touched_docs();
-        let refresh = a.refresh_sql(&docs);
-        let timed = if a.is_matview() && !refresh.is_empty() {
-            let est = self.refresh_seconds(a, &docs).max(1e-6);
-            ((self.cfg.matview_budget / est).floor() as u64).clamp(1, n)
-        } else {
-            n
-        };
         let read = op.group() == Group::Read;
-        if a == Approach::Tviews {
-            client
-                .batch_execute("SELECT pg_tviews_session_stats_reset()")
-                .await?;
-        }
-        let wal_before = wal_lsn(client).await?;
-        let start = Instant::now();
-        for t in &txns[..timed as usize] {
-            execute_txn(client, &stmt, &params(t), &refresh, read).await?;
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        let wal_after = wal_lsn(client).await?;
-        let tviews = if a == Approach::Tviews {
-            Some(tviews_counters(client).await?)
-        } else {
-            None
-        };
-        // Materialized views: apply the rest untimed, then bring the views up to date once, so
-        // every approach's sources hold the same rows afterwards.
-        if (timed as usize) < txns.len() {
-            for t in &txns[timed as usize..] {
-                client.execute(&stmt, &params(t)).await?;
+        let docs = op.touched_docs();
+        let mut states = Vec::new();
+        for &a in order {
+            let client = self.client(a);
+            let prepared = async {
+                let (sql, types) = op.statement(a).context("no statement")?;
+                let stmt = client.prepare_typed(&sql, &types).await?;
+                let counters = if a == Approach::Tviews {
+                    client
+                        .batch_execute("SELECT pg_tviews_session_stats_reset()")
+                        .await?;
+                    Some(tviews_counters(client).await?)
+                } else {
+                    None
+                };
+                Ok::<_, anyhow::Error>((stmt, counters))
             }
-            client.batch_execute(&refresh).await?;
+            .await;
+            let (stmt, counters) = match prepared {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    push_note(notes, format!("{} failed in run {run}: {e:#}", a.label()));
+                    continue;
+                }
+            };
+            let refresh = if read {
+                String::new()
+            } else {
+                a.refresh_sql(&docs)
+            };
+            let timed = if refresh.is_empty() {
+                n
+            } else {
+                let est = self.refresh_seconds(a, &docs).max(1e-6);
+                ((self.cfg.matview_budget / est).floor() as u64).clamp(1, n)
+            };
+            states.push(State {
+                a,
+                client,
+                stmt,
+                refresh,
+                timed: timed as usize,
+                latencies: Vec::with_capacity(timed as usize),
+                wal: 0,
+                wal_ranges: Vec::new(),
+                failed: None,
+                counters,
+                tviews_txns: Vec::new(),
+            });
         }
-        Ok(Sample {
-            approach: a,
-            run,
-            value: elapsed / timed as f64,
-            timed,
-            total: n,
-            wal_bytes: (!read).then(|| wal_after.saturating_sub(wal_before)),
-            errors: 0,
-            void: false,
-            tviews,
-        })
+        let k = states.len();
+        for (i, t) in txns.iter().enumerate() {
+            for j in 0..k {
+                let st = &mut states[(i + j) % k];
+                if st.failed.is_some() {
+                    continue;
+                }
+                let outcome = async {
+                    if i < st.timed {
+                        let before = if read { 0 } else { wal_lsn(st.client).await? };
+                        let started = Instant::now();
+                        execute_txn(st.client, &st.stmt, &params(t), &st.refresh, read).await?;
+                        let latency = started.elapsed().as_secs_f64();
+                        st.latencies.push(latency);
+                        if !read {
+                            let after = wal_lsn(st.client).await?;
+                            st.wal += after.saturating_sub(before);
+                            if after > before {
+                                st.wal_ranges.push((before, after));
+                            }
+                        }
+                        if let Some(prev) = &st.counters {
+                            let now = tviews_counters(st.client).await?;
+                            st.tviews_txns.push((latency, now.since(prev)));
+                            st.counters = Some(now);
+                        }
+                    } else {
+                        // Materialized views past their budget: applied, not refreshed.
+                        execute_txn(st.client, &st.stmt, &params(t), "", read).await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                }
+                .await;
+                if let Err(e) = outcome {
+                    st.failed = Some(format!("{e:#}"));
+                    let _ = st.client.batch_execute("ROLLBACK").await;
+                }
+            }
+        }
+        let mut samples = Vec::new();
+        for st in states {
+            let finished = async {
+                if let Some(e) = &st.failed {
+                    bail!("{e}");
+                }
+                if st.timed < txns.len() {
+                    // Up to date again, so the next operation starts from current views.
+                    st.client.batch_execute(&st.refresh).await?;
+                }
+                let fpi = if self.walinspect && !read {
+                    Some(fpi_bytes(&self.create_client, &st.wal_ranges).await?)
+                } else {
+                    None
+                };
+                Ok((TviewsBreakdown::from_transactions(&st.tviews_txns), fpi))
+            }
+            .await;
+            let (tviews, wal_fpi_bytes) = match finished {
+                Ok(t) => t,
+                Err(e) => {
+                    push_note(
+                        notes,
+                        format!("{} failed in run {run}: {e:#}", st.a.label()),
+                    );
+                    continue;
+                }
+            };
+            let Some(summary) = summarize(&st.latencies) else {
+                continue;
+            };
+            samples.push(Sample {
+                approach: st.a,
+                run,
+                value: summary.median,
+                mean: Some(st.latencies.iter().sum::<f64>() / st.latencies.len() as f64),
+                timed: st.timed as u64,
+                total: n,
+                wal_bytes: (!read).then_some(st.wal),
+                wal_fpi_bytes,
+                errors: 0,
+                void: false,
+                tviews,
+            });
+        }
+        samples
     }
 
-    /// Throughput of `clients` connections changing product prices for a fixed time.
+    /// Throughput of `clients` connections per approach changing product prices, in short
+    /// windows that alternate between the approaches; a sample's value is the median of its
+    /// windows' transactions per second.
     async fn measure_concurrent(
         &self,
-        a: Approach,
         op: &Op,
         clients: u32,
         hot: bool,
         run: u32,
-    ) -> Result<Sample> {
-        let (sql, types) = op.statement(a).context("no statement")?;
-        let refresh = Arc::new(a.refresh_sql(&op.touched_docs()));
-        let mut sessions = Vec::new();
-        for k in 0..clients {
-            let c = self.cluster.connect(&a.database()).await?;
-            let stmt = c.prepare_typed(&sql, &types).await?;
-            sessions.push((c, stmt, ClientKeys::new(&self.cat, run, clients, hot, k)));
+        order: &[Approach],
+        notes: &mut Vec<String>,
+    ) -> Vec<Sample> {
+        struct Conc {
+            a: Approach,
+            sessions: Vec<Session>,
+            refresh: Arc<String>,
+            tps: Vec<f64>,
+            commits: u64,
+            errors: u64,
+            failed: Option<String>,
         }
-        let seconds = self.cfg.scale.concurrency_seconds();
-        let start = Instant::now();
-        let deadline = start + Duration::from_secs_f64(seconds);
-        let mut tasks = Vec::new();
-        for (c, stmt, mut keys) in sessions {
-            let refresh = refresh.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut commits, mut errors) = (0u64, 0u64);
-                while Instant::now() < deadline {
-                    let key = keys.next_key();
-                    let outcome = execute_txn(&c, &stmt, &[&key], &refresh, false).await;
-                    match outcome {
-                        Ok(()) => commits += 1,
-                        Err(e)
-                            if e.code()
-                                .is_some_and(|s| s.code() == "40001" || s.code() == "40P01") =>
-                        {
-                            errors += 1;
-                            let _ = c.batch_execute("ROLLBACK").await;
-                        }
-                        Err(e) => return Err(anyhow::Error::from(e)),
-                    }
+        let mut concs = Vec::new();
+        for &a in order {
+            if a.is_matview() {
+                let est = self.refresh_seconds(a, &op.touched_docs());
+                if est > MATVIEW_CONCURRENCY_LIMIT.as_secs_f64() {
+                    push_note(
+                        notes,
+                        format!(
+                            "{} left out: one refresh takes {} (> {} s), every client would queue behind it",
+                            a.label(),
+                            crate::report::duration(est),
+                            MATVIEW_CONCURRENCY_LIMIT.as_secs()
+                        ),
+                    );
+                    continue;
                 }
-                Ok::<_, anyhow::Error>((commits, errors, Instant::now()))
-            }));
+            }
+            let opened = async {
+                let (sql, types) = op.statement(a).context("no statement")?;
+                let mut sessions = Vec::new();
+                for k in 0..clients {
+                    let c = self.cluster.connect(&a.database()).await?;
+                    let stmt = c.prepare_typed(&sql, &types).await?;
+                    sessions.push(Session {
+                        client: c,
+                        stmt,
+                        keys: ClientKeys::new(&self.cat, run, clients, hot, k),
+                    });
+                }
+                Ok::<_, anyhow::Error>(sessions)
+            }
+            .await;
+            match opened {
+                Ok(sessions) => concs.push(Conc {
+                    a,
+                    sessions,
+                    refresh: Arc::new(a.refresh_sql(&op.touched_docs())),
+                    tps: Vec::new(),
+                    commits: 0,
+                    errors: 0,
+                    failed: None,
+                }),
+                Err(e) => push_note(notes, format!("{} failed in run {run}: {e:#}", a.label())),
+            }
         }
-        let (mut commits, mut errors, mut end) = (0, 0, start);
-        for t in tasks {
-            let (c, e, finished) = t.await??;
-            commits += c;
-            errors += e;
-            end = end.max(finished);
+        let window = Duration::from_secs_f64(
+            self.cfg.scale.concurrency_seconds() / f64::from(CONCURRENCY_WINDOWS),
+        );
+        for w in 0..CONCURRENCY_WINDOWS as usize {
+            let k = concs.len();
+            for j in 0..k {
+                let conc = &mut concs[(w + j) % k];
+                if conc.failed.is_some() {
+                    continue;
+                }
+                let sessions = std::mem::take(&mut conc.sessions);
+                match run_window(sessions, conc.refresh.clone(), window).await {
+                    Ok((sessions, commits, errors, elapsed)) => {
+                        conc.sessions = sessions;
+                        conc.commits += commits;
+                        conc.errors += errors;
+                        conc.tps.push(commits as f64 / elapsed);
+                    }
+                    Err(e) => conc.failed = Some(format!("{e:#}")),
+                }
+            }
         }
-        let elapsed = (end - start).as_secs_f64();
-        Ok(Sample {
-            approach: a,
-            run,
-            value: commits as f64 / elapsed,
-            timed: commits,
-            total: commits,
-            wal_bytes: None,
-            errors,
-            void: false,
-            tviews: None,
-        })
+        let mut samples = Vec::new();
+        for conc in concs {
+            if let Some(e) = conc.failed {
+                push_note(
+                    notes,
+                    format!("{} failed in run {run}: {e}", conc.a.label()),
+                );
+                continue;
+            }
+            let Some(summary) = summarize(&conc.tps) else {
+                continue;
+            };
+            samples.push(Sample {
+                approach: conc.a,
+                run,
+                value: summary.median,
+                mean: Some(conc.tps.iter().sum::<f64>() / conc.tps.len() as f64),
+                timed: conc.commits,
+                total: conc.commits,
+                wal_bytes: None,
+                wal_fpi_bytes: None,
+                errors: conc.errors,
+                void: false,
+                tviews: None,
+            });
+        }
+        samples
     }
 
     /// Builds the approach's read model in the scratch database (one transaction), then drops it.
@@ -678,9 +913,11 @@ impl Bench {
             approach: a,
             run,
             value: elapsed,
+            mean: None,
             timed: 1,
             total: 1,
             wal_bytes: None,
+            wal_fpi_bytes: None,
             errors: 0,
             void: false,
             tviews: None,
