@@ -29,8 +29,10 @@
 
 mod cluster;
 pub mod oracle;
+pub mod oracle_pooled;
 mod os;
 mod pg;
+pub mod pgbouncer;
 mod server;
 pub mod support;
 mod sweep;
