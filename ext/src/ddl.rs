@@ -85,6 +85,17 @@ v1_function!(
     on_command_end
 );
 v1_function!(pg_finfo_tviews_sql_drop, tviews_sql_drop, on_sql_drop);
+v1_function!(
+    pg_finfo_tviews_ddl_create_trigger,
+    tviews_ddl_create_trigger,
+    on_create_trigger
+);
+
+unsafe fn on_create_trigger(fcinfo: pg_sys::FunctionCallInfo) {
+    // SAFETY: only checks the call context.
+    unsafe { event_data(fcinfo) };
+    crate::adopt::on_create_trigger();
+}
 
 unsafe fn event_data(fcinfo: pg_sys::FunctionCallInfo) -> *mut pg_sys::EventTriggerData {
     // SAFETY: fcinfo is valid; the node tag is checked.
@@ -371,40 +382,18 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
 
         // 4. The view belongs to the table: dropping the table drops it, and
         //    dropping something the view needs drops the TVIEW (with CASCADE).
-        // SAFETY: both objects exist; recordDependencyOn copies the addresses.
-        unsafe {
-            let depender = pg_sys::ObjectAddress {
-                classId: pg_sys::RelationRelationId,
-                objectId: view,
-                objectSubId: 0,
-            };
-            let referenced = pg_sys::ObjectAddress {
-                classId: pg_sys::RelationRelationId,
-                objectId: relid,
-                objectSubId: 0,
-            };
-            pg_sys::recordDependencyOn(
-                &depender,
-                &referenced,
-                pg_sys::DependencyType::DEPENDENCY_INTERNAL,
-            );
-        }
+        crate::adopt::record_view_dependency(client, view, relid);
 
-        // 5. The catalog row and the refresh lock row, as the extension owner.
+        // 5. The catalog row, as the extension owner.
         let settings = security::encode_settings(&p.settings);
-        security::as_user(ext_owner, false, || {
-            spi::run(
-                client,
-                "INSERT INTO tviews.tview (relid, defview, key_column, settings) \
-                 VALUES ($1::pg_catalog.regclass, $2::pg_catalog.regclass, $3, $4)",
-                &[
-                    spi::oid_arg(relid),
-                    spi::oid_arg(view),
-                    pgrx::datum::DatumWithOid::from(analysis.key.name.as_str()),
-                    spi::text_array(settings),
-                ],
-            );
-        });
+        crate::adopt::insert_catalog_row(
+            client,
+            ext_owner,
+            relid,
+            view,
+            &analysis.key.name,
+            settings,
+        );
         stale
     });
     // 6. Every backend (this one included) reloads its registry; capture
@@ -565,36 +554,35 @@ fn validate(relid: pg_sys::Oid, refill: bool) {
     });
 }
 
-/// Name and event of each guard trigger of a TVIEW.
-const GUARD_TRIGGERS: &[(&str, &str)] = &[
-    ("tviews_guard", "BEFORE INSERT OR UPDATE OR DELETE ON {rel}"),
-    ("tviews_guard_truncate", "BEFORE TRUNCATE ON {rel}"),
-];
-
-/// Every TVIEW has its guard triggers, and no other table has them.
-fn reconcile_guards(tviews: &std::collections::BTreeSet<u32>, ext_owner: pg_sys::Oid) {
+/// Every TVIEW has its guard triggers (`tviews_guard` carrying what a
+/// restore needs, see [`crate::adopt`]), and no other table has them.
+fn reconcile_guards(ext_owner: pg_sys::Oid) {
     Spi::connect_mut(|client| {
+        let expected: std::collections::BTreeMap<u32, crate::adopt::GuardArgs> =
+            crate::adopt::expected_guards(client).into_iter().collect();
         let existing = spi::rows(
             client,
-            "SELECT t.tgrelid::pg_catalog.text, t.tgname::pg_catalog.text
+            "SELECT t.tgrelid::pg_catalog.text, t.tgname::pg_catalog.text,
+                    pg_catalog.encode(t.tgargs, 'hex')
              FROM pg_catalog.pg_trigger t
              WHERE t.tgfoid = 'tviews.guard()'::pg_catalog.regprocedure",
             &[],
         );
-        let mut have: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+        // relid -> (trigger name, arguments)
+        let mut have: std::collections::BTreeMap<u32, Vec<(String, Vec<String>)>> =
+            Default::default();
         for r in existing {
             let field = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
             if let Ok(oid) = parse_oid(&field(0)) {
-                have.entry(oid.to_u32()).or_default().push(field(1));
+                have.entry(oid.to_u32())
+                    .or_default()
+                    .push((field(1), crate::adopt::decode_tgargs(&field(2))));
             }
         }
         security::as_user(ext_owner, false, || {
-            for oid in tviews
-                .iter()
-                .chain(have.keys())
-                .copied()
-                .collect::<std::collections::BTreeSet<u32>>()
-            {
+            let all: std::collections::BTreeSet<u32> =
+                expected.keys().chain(have.keys()).copied().collect();
+            for oid in all {
                 let Some(rel) = spi::one(
                     client,
                     "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)
@@ -603,26 +591,29 @@ fn reconcile_guards(tviews: &std::collections::BTreeSet<u32>, ext_owner: pg_sys:
                 ) else {
                     continue;
                 };
-                let present = have.get(&oid).cloned().unwrap_or_default();
-                if tviews.contains(&oid) {
-                    for (name, event) in GUARD_TRIGGERS
-                        .iter()
-                        .filter(|(n, _)| !present.iter().any(|p| p == n))
-                    {
-                        spi::run(
-                            client,
-                            &format!(
-                                "CREATE TRIGGER {} {} FOR EACH STATEMENT EXECUTE FUNCTION tviews.guard()",
-                                ident(name),
-                                event.replace("{rel}", &rel)
-                            ),
-                            &[],
-                        );
-                    }
-                } else {
-                    for n in present {
+                let present = have.remove(&oid).unwrap_or_default();
+                let Some(args) = expected.get(&oid) else {
+                    for (n, _) in present {
                         spi::run(client, &format!("DROP TRIGGER {} ON {rel}", ident(&n)), &[]);
                     }
+                    continue;
+                };
+                let guard = present.iter().find(|(n, _)| n == "tviews_guard");
+                if guard.is_none_or(|(_, a)| *a != args.to_args()) {
+                    if guard.is_some() {
+                        spi::run(client, &format!("DROP TRIGGER tviews_guard ON {rel}"), &[]);
+                    }
+                    spi::run(client, &crate::adopt::guard_trigger_sql(&rel, args), &[]);
+                }
+                if !present.iter().any(|(n, _)| n == "tviews_guard_truncate") {
+                    spi::run(
+                        client,
+                        &format!(
+                            "CREATE TRIGGER tviews_guard_truncate BEFORE TRUNCATE ON {rel} \
+                             FOR EACH STATEMENT EXECUTE FUNCTION tviews.guard()"
+                        ),
+                        &[],
+                    );
                 }
             }
         });
@@ -651,11 +642,9 @@ const CAPTURE_TRIGGERS: &[(&str, &str)] = &[
 pub fn reconcile_triggers() {
     let Some(reg) = registry::get() else { return };
     let needed: std::collections::BTreeSet<u32> = reg.sources.keys().map(|o| o.to_u32()).collect();
-    let guarded: std::collections::BTreeSet<u32> =
-        reg.tviews.iter().map(|t| t.relid.to_u32()).collect();
     let ext_owner = reg.ext_owner;
     drop(reg);
-    reconcile_guards(&guarded, ext_owner);
+    reconcile_guards(ext_owner);
     Spi::connect_mut(|client| {
         let existing = spi::rows(
             client,

@@ -70,6 +70,16 @@ pub unsafe extern "C-unwind" fn tviews_guard(fcinfo: pg_sys::FunctionCallInfo) -
             }
         }
     };
+    let hint = if is_copy() {
+        // Most likely a data-only restore into a schema that has the TVIEW.
+        format!(
+            "If this is a data-only restore, the TVIEW fills from its sources as they load: leave its rows out of the dump (pg_dump --exclude-table-data), or restore with --disable-triggers to load sources and TVIEWs as dumped. To rebuild it, run SELECT pg_tviews_refresh('{name}')."
+        )
+    } else {
+        format!(
+            "Change its source tables instead. To rebuild it, run SELECT pg_tviews_refresh('{name}'); to repair by hand, a superuser can SET pg_tviews.allow_direct_writes = on."
+        )
+    };
     raise_with(
         "42809",
         format!("cannot change TVIEW \"{name}\" directly"),
@@ -77,8 +87,20 @@ pub unsafe extern "C-unwind" fn tviews_guard(fcinfo: pg_sys::FunctionCallInfo) -
             "A TVIEW is maintained from its definition by pg_tviews; only its refresh writes it."
                 .into(),
         ),
-        Some(format!(
-            "Change its source tables instead. To rebuild it, run SELECT pg_tviews_refresh('{name}'); to repair by hand, a superuser can SET pg_tviews.allow_direct_writes = on."
-        )),
+        Some(hint),
     )
+}
+
+/// Whether the statement being run is a COPY (the client's query text).
+fn is_copy() -> bool {
+    // SAFETY: debug_query_string is NULL or the current query's C string.
+    let q = unsafe { pg_sys::debug_query_string };
+    if q.is_null() {
+        return false;
+    }
+    // SAFETY: checked non-NULL above; NUL-terminated by PostgreSQL.
+    let q = unsafe { std::ffi::CStr::from_ptr(q) }.to_string_lossy();
+    q.trim_start()
+        .get(..4)
+        .is_some_and(|w| w.eq_ignore_ascii_case("copy"))
 }

@@ -9,6 +9,7 @@
 
 use pgrx::prelude::*;
 
+mod adopt;
 mod api;
 mod capture;
 mod ddl;
@@ -60,8 +61,9 @@ CREATE SCHEMA tviews;
 COMMENT ON SCHEMA tviews IS 'pg_tviews internals: the catalog of TVIEWs and their backing views';
 GRANT USAGE ON SCHEMA tviews TO PUBLIC;
 
--- One row per TVIEW. OIDs are stored as regclass so that pg_dump writes
--- names and a restore resolves them again.
+-- One row per TVIEW. Not dumped: pg_dump writes a TVIEW as its table,
+-- backing view and triggers, and the guard trigger's arguments bring this
+-- row back at restore (ext/src/adopt.rs).
 CREATE TABLE tviews.tview (
     relid       regclass PRIMARY KEY,
     defview     regclass NOT NULL UNIQUE,
@@ -73,7 +75,6 @@ CREATE TABLE tviews.tview (
 );
 COMMENT ON TABLE tviews.tview IS 'pg_tviews catalog: one row per TVIEW';
 GRANT SELECT ON tviews.tview TO PUBLIC;
-SELECT pg_catalog.pg_extension_config_dump('tviews.tview', '');
 
 "#,
     name = "bootstrap",
