@@ -13,8 +13,8 @@ CREATE FUNCTION tviews.on_ddl_command_end() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_ddl_command_end';
 CREATE FUNCTION tviews.on_sql_drop() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_sql_drop';
-CREATE FUNCTION tviews.on_create_trigger() RETURNS event_trigger
-    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_ddl_create_trigger';
+CREATE FUNCTION tviews.on_ddl_watch() RETURNS event_trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_ddl_watch';
 
 CREATE EVENT TRIGGER tviews_ddl_command_start ON ddl_command_start
     WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
@@ -24,11 +24,12 @@ CREATE EVENT TRIGGER tviews_ddl_command_end ON ddl_command_end
     EXECUTE FUNCTION tviews.on_ddl_command_end();
 CREATE EVENT TRIGGER tviews_sql_drop ON sql_drop
     EXECUTE FUNCTION tviews.on_sql_drop();
--- A restore brings a TVIEW back when its guard trigger is created
+-- DDL on a TVIEW, its backing view or our triggers (ext/src/watch.rs); a
+-- restore brings a TVIEW back when its guard trigger is created
 -- (ext/src/adopt.rs).
-CREATE EVENT TRIGGER tviews_create_trigger ON ddl_command_end
-    WHEN TAG IN ('CREATE TRIGGER')
-    EXECUTE FUNCTION tviews.on_create_trigger();
+CREATE EVENT TRIGGER tviews_ddl_watch ON ddl_command_end
+    WHEN TAG IN ('CREATE TRIGGER', 'ALTER TRIGGER', 'ALTER TABLE', 'ALTER VIEW', 'CREATE VIEW')
+    EXECUTE FUNCTION tviews.on_ddl_watch();
 
 -- How relations are named in every view of ours, whatever the caller's
 -- search_path: the name alone in public, schema.name elsewhere.

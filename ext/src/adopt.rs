@@ -119,15 +119,6 @@ pub fn expected_guards(client: &mut SpiClient<'_>) -> Vec<(u32, GuardArgs)> {
 /// `tviews_guard` trigger the command made.
 pub fn on_create_trigger() {
     let found = Spi::connect_mut(|client| {
-        if spi::one(
-            client,
-            "SELECT pg_catalog.to_regclass('tviews.tview')::pg_catalog.text",
-            &[],
-        )
-        .is_none()
-        {
-            return Vec::new();
-        }
         spi::rows(
             client,
             "SELECT g.tgrelid::pg_catalog.text, pg_catalog.encode(g.tgargs, 'hex')
@@ -238,7 +229,14 @@ fn adopt(relid: pg_sys::Oid, args: &[String]) {
             ),
             (None, None) => {}
         }
-        same_columns(client, relid, view, &display);
+        if let Some(diff) = column_difference(client, relid, view) {
+            raise_with(
+                "42804",
+                format!("table {display} does not have the columns of its TVIEW definition"),
+                Some(diff),
+                Some("Restore the TVIEW's table and its backing view from the same dump.".into()),
+            );
+        }
         record_view_dependency(client, view, relid);
         insert_catalog_row(
             client,
@@ -290,8 +288,13 @@ pub fn insert_catalog_row(
     });
 }
 
-/// The table has the view's columns, in order, with the same types.
-fn same_columns(client: &mut SpiClient<'_>, relid: pg_sys::Oid, view: pg_sys::Oid, display: &str) {
+/// How the table's columns differ from its backing view's (names and
+/// types, in order), if they do.
+pub fn column_difference(
+    client: &mut SpiClient<'_>,
+    relid: pg_sys::Oid,
+    view: pg_sys::Oid,
+) -> Option<String> {
     let cols = |client: &mut SpiClient<'_>, rel: pg_sys::Oid| -> Vec<String> {
         spi::rows(
             client,
@@ -305,18 +308,13 @@ fn same_columns(client: &mut SpiClient<'_>, relid: pg_sys::Oid, view: pg_sys::Oi
         .collect()
     };
     let (table, defined) = (cols(client, relid), cols(client, view));
-    if table != defined {
-        raise_with(
-            "42804",
-            format!("table {display} does not have the columns of its TVIEW definition"),
-            Some(format!(
-                "The table has ({}); its definition returns ({}).",
-                table.join(", "),
-                defined.join(", ")
-            )),
-            Some("Restore the TVIEW's table and its backing view from the same dump.".into()),
-        );
-    }
+    (table != defined).then(|| {
+        format!(
+            "The table has ({}); its definition returns ({}).",
+            table.join(", "),
+            defined.join(", ")
+        )
+    })
 }
 
 /// The view belongs to the table: dropping the table drops it, and

@@ -85,16 +85,12 @@ v1_function!(
     on_command_end
 );
 v1_function!(pg_finfo_tviews_sql_drop, tviews_sql_drop, on_sql_drop);
-v1_function!(
-    pg_finfo_tviews_ddl_create_trigger,
-    tviews_ddl_create_trigger,
-    on_create_trigger
-);
+v1_function!(pg_finfo_tviews_ddl_watch, tviews_ddl_watch, on_ddl_watch);
 
-unsafe fn on_create_trigger(fcinfo: pg_sys::FunctionCallInfo) {
+unsafe fn on_ddl_watch(fcinfo: pg_sys::FunctionCallInfo) {
     // SAFETY: only checks the call context.
     unsafe { event_data(fcinfo) };
-    crate::adopt::on_create_trigger();
+    crate::watch::on_ddl_end();
 }
 
 unsafe fn event_data(fcinfo: pg_sys::FunctionCallInfo) -> *mut pg_sys::EventTriggerData {
@@ -557,6 +553,7 @@ fn validate(relid: pg_sys::Oid, refill: bool) {
 /// Every TVIEW has its guard triggers (`tviews_guard` carrying what a
 /// restore needs, see [`crate::adopt`]), and no other table has them.
 fn reconcile_guards(ext_owner: pg_sys::Oid) {
+    let _ours = crate::watch::OwnDdl::begin();
     Spi::connect_mut(|client| {
         let expected: std::collections::BTreeMap<u32, crate::adopt::GuardArgs> =
             crate::adopt::expected_guards(client).into_iter().collect();
@@ -645,6 +642,7 @@ pub fn reconcile_triggers() {
     let ext_owner = reg.ext_owner;
     drop(reg);
     reconcile_guards(ext_owner);
+    let _ours = crate::watch::OwnDdl::begin();
     Spi::connect_mut(|client| {
         let existing = spi::rows(
             client,
@@ -717,6 +715,7 @@ unsafe fn on_sql_drop(fcinfo: pg_sys::FunctionCallInfo) {
             &[],
         )?;
         let reg = registry_owner(client)?;
+        crate::watch::check_dropped_triggers(client);
         let deleted = security::as_user(reg.0, false, || {
             spi::rows(
                 client,

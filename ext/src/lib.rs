@@ -26,6 +26,7 @@ mod settings;
 mod shmem;
 mod spi;
 mod stats;
+mod watch;
 mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
