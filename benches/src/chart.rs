@@ -150,3 +150,24 @@ fn run(cmd: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_per_operation_and_the_reference_left_out() {
+        let data = chart_data(&crate::results::fixture());
+        assert_eq!(data.ops, vec!["update_product", "concurrent_8_disjoint"]);
+        let [vs_plain, vs_tviews] = &data.panels[..] else {
+            panic!("two panels")
+        };
+        assert_eq!(vs_plain.approaches, vec!["pg_tviews", "triggers (row)"]);
+        assert_eq!(vs_tviews.approaches, vec!["plain DML", "triggers (row)"]);
+        // update_product: pg_tviews 2.5 ms (median of 2 and 3) over plain 0.25 ms.
+        let r = vs_plain.values[0][0].unwrap();
+        assert!((r - 10.0).abs() < 1e-9, "{r}");
+        // Throughput as cost: pg_tviews 700 tx/s against triggers 1400 tx/s.
+        assert_eq!(vs_tviews.values[1][1], Some(0.5));
+    }
+}

@@ -32,7 +32,7 @@ struct Args {
     /// Repeated runs (each measures every operation in every approach); default 3.
     #[arg(long)]
     runs: Option<u32>,
-    /// Single-row transactions per sample (default: 100, 50 at large scale).
+    /// Single-row transactions per sample (default: 60, 30 at large scale).
     #[arg(long)]
     iterations: Option<u64>,
     /// Output directory (default: target/bench/<scale> in the workspace).
@@ -101,7 +101,10 @@ fn real_main(args: Args) -> Result<()> {
         None
     } else {
         install_release()?;
-        Some("release build, installed by this command".to_owned())
+        Some(format!(
+            "release build of {}, installed by this command",
+            workspace_commit()
+        ))
     };
     runner::preflight()?;
     let command = format!(
@@ -174,6 +177,31 @@ fn write_outputs(results: &Results, out: &Path, no_chart: bool) -> Result<()> {
         Err(e) => bail!("the report is written, but the chart failed: {e:#}"),
     }
     Ok(())
+}
+
+/// The workspace's commit, with "+ uncommitted changes" when the tree is dirty.
+fn workspace_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(machine::workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("commit {commit} + uncommitted changes")
+            } else {
+                format!("commit {commit}")
+            }
+        }
+        None => "an unknown commit".to_owned(),
+    }
 }
 
 /// `cargo pgrx install --release -p pg_tviews --pg-config <pg_config>` from the workspace root.

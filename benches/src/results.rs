@@ -13,6 +13,10 @@ pub struct Results {
     pub meta: Meta,
     pub approaches: Vec<ApproachStatus>,
     pub checks: Vec<Check>,
+    /// After the runs, untimed: each read model checked after concurrent writers changed
+    /// products of one shared category.
+    #[serde(default)]
+    pub safety: Vec<Check>,
     pub ops: Vec<OpResult>,
     /// EXPLAIN (ANALYZE, BUFFERS) timings of pg_tviews' refresh statements.
     #[serde(default)]
@@ -31,6 +35,9 @@ pub struct Meta {
     /// Row counts of the sources after loading: category, product, review, inventory.
     pub rows: BTreeMap<String, u64>,
     pub postgres: String,
+    /// The PostgreSQL installation (`pg_config --bindir`).
+    #[serde(default)]
+    pub bindir: String,
     pub tviews_version: String,
     /// How the installed pg_tviews library was built, and by whom.
     pub tviews_build: String,
@@ -65,6 +72,16 @@ pub struct Check {
 impl Check {
     pub fn ok(&self) -> bool {
         self.differing.iter().all(|(_, n)| *n == 0)
+    }
+
+    /// "hw_category: 2 rows differ, ..." for the tables that differ.
+    pub fn differences(&self) -> String {
+        self.differing
+            .iter()
+            .filter(|(_, n)| *n != 0)
+            .map(|(t, n)| format!("{t}: {n} rows differ"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -128,6 +145,33 @@ pub struct Sample {
     pub void: bool,
     /// Where pg_tviews' time went (pg_tviews only).
     pub tviews: Option<TviewsBreakdown>,
+}
+
+impl Sample {
+    /// A sample whose value is the median of `values` (latencies or throughputs), with their
+    /// mean; None without values.
+    pub fn of_values(
+        approach: Approach,
+        run: u32,
+        values: &[f64],
+        timed: u64,
+        total: u64,
+    ) -> Option<Sample> {
+        let summary = summarize(values)?;
+        Some(Sample {
+            approach,
+            run,
+            value: summary.median,
+            mean: Some(values.iter().sum::<f64>() / values.len() as f64),
+            timed,
+            total,
+            wal_bytes: None,
+            wal_fpi_bytes: None,
+            errors: 0,
+            void: false,
+            tviews: None,
+        })
+    }
 }
 
 /// Counters from `pg_tviews_session_stats()` and `pg_tviews_session_source_stats()`: totals
@@ -351,6 +395,162 @@ impl Results {
     }
 }
 
+/// A small, fixed set of results for the tests of the report and the chart.
+#[cfg(test)]
+pub fn fixture() -> Results {
+    use crate::workload::{Action, Level};
+    let meta = Meta {
+        date: "2026-01-01 12:00 UTC".into(),
+        scale: "small".into(),
+        seed: 42,
+        runs: 2,
+        iterations: 60,
+        rows: [
+            ("category", 20),
+            ("product", 1000),
+            ("review", 3000),
+            ("inventory", 903),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect(),
+        postgres: "15.20".into(),
+        bindir: "/usr/lib/postgresql/15/bin".into(),
+        tviews_version: "0.1.0".into(),
+        tviews_build: "release build of commit abc1234, installed by this command".into(),
+        cpu: "Test CPU".into(),
+        cores: 2,
+        memory: "8 GiB".into(),
+        settings: vec![
+            ("fsync".into(), "on".into()),
+            ("synchronous_commit".into(), "on".into()),
+        ],
+        preload: false,
+        command: "cargo run --release -p tviews-benches --".into(),
+        seconds: 123.0,
+        notes: vec!["A note.".into()],
+    };
+    let sample = |approach, run, value: f64, wal: u64| Sample {
+        wal_bytes: Some(wal),
+        wal_fpi_bytes: Some(wal / 2),
+        ..Sample::of_values(approach, run, &[value], 60, 60).unwrap()
+    };
+    let row_op = Op::Row {
+        level: Level::Product,
+        action: Action::Update,
+    };
+    let mut tv1 = sample(Approach::Tviews, 1, 0.002, 4000);
+    let mut breakdown = TviewsBreakdown {
+        transactions: 30,
+        latency: 0.002,
+        capture: 0.0001,
+        statements: 8.0,
+        keys: 5.0,
+        written: 2.0,
+        skipped: 3.0,
+        ..TviewsBreakdown::default()
+    };
+    breakdown.flush.insert("tv_product".into(), 0.0003);
+    breakdown.flush.insert("tv_category".into(), 0.0006);
+    tv1.tviews = Some(breakdown);
+    let conc = Op::Concurrent {
+        clients: 8,
+        hot: false,
+    };
+    let op = |op: Op, unit: Unit, samples: Vec<Sample>| OpResult {
+        op,
+        id: op.id(),
+        title: op.title(),
+        group: op.group(),
+        unit,
+        rows_per_txn: op.rows_per_txn(),
+        samples,
+        notes: Vec::new(),
+    };
+    let mut void = sample(Approach::TriggersRow, 2, 0.5, 100);
+    void.void = true;
+    Results {
+        meta,
+        approaches: vec![
+            ApproachStatus {
+                approach: Approach::Plain,
+                included: true,
+                note: None,
+            },
+            ApproachStatus {
+                approach: Approach::Tviews,
+                included: true,
+                note: None,
+            },
+            ApproachStatus {
+                approach: Approach::TriggersRow,
+                included: true,
+                note: Some("Not safe under concurrency".into()),
+            },
+            ApproachStatus {
+                approach: Approach::PgIvm,
+                included: false,
+                note: Some("pg_ivm is not installed".into()),
+            },
+        ],
+        checks: vec![
+            Check {
+                approach: Approach::Tviews,
+                when: "before the runs".into(),
+                differing: vec![("tv_product".into(), 0)],
+            },
+            Check {
+                approach: Approach::TriggersRow,
+                when: "after run 2".into(),
+                differing: vec![("hw_category".into(), 2)],
+            },
+        ],
+        safety: vec![
+            Check {
+                approach: Approach::Tviews,
+                when: "round 1: 100 price changes by 8 clients on category 3".into(),
+                differing: vec![("tv_category".into(), 0)],
+            },
+            Check {
+                approach: Approach::TriggersRow,
+                when: "round 1: 300 price changes by 8 clients on category 3".into(),
+                differing: vec![("hw_category".into(), 2)],
+            },
+        ],
+        ops: vec![
+            op(
+                row_op,
+                Unit::SecondsPerTxn,
+                vec![
+                    sample(Approach::Plain, 1, 0.0002, 1000),
+                    sample(Approach::Plain, 2, 0.0003, 1000),
+                    tv1,
+                    sample(Approach::Tviews, 2, 0.003, 4000),
+                    sample(Approach::TriggersRow, 1, 0.001, 3000),
+                    void,
+                ],
+            ),
+            op(
+                conc,
+                Unit::TxnPerSecond,
+                vec![
+                    Sample::of_values(Approach::Plain, 1, &[8000.0, 9000.0, 10000.0], 27000, 27000)
+                        .unwrap(),
+                    Sample::of_values(Approach::Tviews, 1, &[700.0], 700, 700).unwrap(),
+                    Sample::of_values(Approach::TriggersRow, 1, &[1400.0], 1400, 1400).unwrap(),
+                ],
+            ),
+        ],
+        profile: vec![ProfileEntry {
+            statement: "tv_product apply_keys".into(),
+            keys: "1 product".into(),
+            execution_ms: Some(0.25),
+            planning_ms: None,
+            plan_head: "Aggregate".into(),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,6 +641,7 @@ mod tests {
             .unwrap(),
             approaches: Vec::new(),
             checks: Vec::new(),
+            safety: Vec::new(),
             ops: vec![op(
                 Unit::SecondsPerTxn,
                 vec![

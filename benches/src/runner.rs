@@ -19,7 +19,6 @@ use crate::results::{
     TviewsCounters, Unit,
 };
 use crate::scale::Scale;
-use crate::stats::summarize;
 use crate::workload::{ClientKeys, Group, Op, Params};
 
 pub fn params(t: &Params) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
@@ -31,6 +30,9 @@ const CREATE_DB: &str = "bench_create";
 /// Materialized views are left out of the concurrency operations when one refresh of what a
 /// price change touches takes longer than this: every client would wait for every refresh.
 const MATVIEW_CONCURRENCY_LIMIT: Duration = Duration::from_secs(1);
+/// The safety check after the runs: clients and how long they write.
+const SAFETY_CLIENTS: u32 = 8;
+const SAFETY_WINDOW: Duration = Duration::from_millis(500);
 /// Each concurrency sample is this many windows, alternating between the approaches.
 const CONCURRENCY_WINDOWS: u32 = 3;
 
@@ -313,6 +315,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
             }
         }
     }
+    let safety = bench.safety().await?;
     let (profile, plans) = if bench.approaches.contains(&Approach::Tviews) {
         bench.profile_tviews().await.unwrap_or_else(|e| {
             bench
@@ -328,6 +331,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
         meta,
         approaches: bench.statuses.clone(),
         checks: bench.checks.clone(),
+        safety,
         ops: results,
         profile,
     };
@@ -482,7 +486,8 @@ pub async fn check_read_model(client: &Client, a: Approach) -> Result<Vec<(Strin
 }
 
 /// One transaction of a measured operation: the statement alone (autocommit), or, when
-/// `refresh` is not empty, the statement and the refreshes in one transaction.
+/// `refresh` is not empty (materialized views), the statement and then, once it committed,
+/// the refreshes in a second transaction (so each refresh's snapshot includes the change).
 pub async fn execute_txn(
     client: &Client,
     stmt: &tokio_postgres::Statement,
@@ -495,9 +500,10 @@ pub async fn execute_txn(
     } else if refresh.is_empty() {
         client.execute(stmt, params).await.map(drop)
     } else {
-        client.batch_execute("BEGIN").await?;
         client.execute(stmt, params).await?;
-        client.batch_execute(&format!("{refresh} COMMIT")).await
+        client
+            .batch_execute(&format!("BEGIN; {refresh} COMMIT"))
+            .await
     }
 }
 
@@ -761,21 +767,15 @@ impl Bench {
                     continue;
                 }
             };
-            let Some(summary) = summarize(&st.latencies) else {
+            let Some(sample) = Sample::of_values(st.a, run, &st.latencies, st.timed as u64, n)
+            else {
                 continue;
             };
             samples.push(Sample {
-                approach: st.a,
-                run,
-                value: summary.median,
-                mean: Some(st.latencies.iter().sum::<f64>() / st.latencies.len() as f64),
-                timed: st.timed as u64,
-                total: n,
                 wal_bytes: (!read).then_some(st.wal),
                 wal_fpi_bytes,
-                errors: 0,
-                void: false,
                 tviews,
+                ..sample
             });
         }
         samples
@@ -819,21 +819,11 @@ impl Bench {
                     continue;
                 }
             }
-            let opened = async {
-                let (sql, types) = op.statement(a).context("no statement")?;
-                let mut sessions = Vec::new();
-                for k in 0..clients {
-                    let c = self.cluster.connect(&a.database()).await?;
-                    let stmt = c.prepare_typed(&sql, &types).await?;
-                    sessions.push(Session {
-                        client: c,
-                        stmt,
-                        keys: ClientKeys::new(&self.cat, run, clients, hot, k),
-                    });
-                }
-                Ok::<_, anyhow::Error>(sessions)
-            }
-            .await;
+            let opened = self
+                .open_sessions(a, op, clients, |k| {
+                    ClientKeys::new(&self.cat, run, clients, hot, k)
+                })
+                .await;
             match opened {
                 Ok(sessions) => concs.push(Conc {
                     a,
@@ -878,22 +868,14 @@ impl Bench {
                 );
                 continue;
             }
-            let Some(summary) = summarize(&conc.tps) else {
-                continue;
-            };
-            samples.push(Sample {
-                approach: conc.a,
-                run,
-                value: summary.median,
-                mean: Some(conc.tps.iter().sum::<f64>() / conc.tps.len() as f64),
-                timed: conc.commits,
-                total: conc.commits,
-                wal_bytes: None,
-                wal_fpi_bytes: None,
-                errors: conc.errors,
-                void: false,
-                tviews: None,
-            });
+            if let Some(sample) =
+                Sample::of_values(conc.a, run, &conc.tps, conc.commits, conc.commits)
+            {
+                samples.push(Sample {
+                    errors: conc.errors,
+                    ..sample
+                });
+            }
         }
         samples
     }
@@ -922,6 +904,74 @@ impl Bench {
             void: false,
             tviews: None,
         })
+    }
+
+    /// `clients` connections to the approach's database, with the operation's statement
+    /// prepared and their keys.
+    async fn open_sessions(
+        &self,
+        a: Approach,
+        op: &Op,
+        clients: u32,
+        keys: impl Fn(u32) -> ClientKeys,
+    ) -> Result<Vec<Session>> {
+        let (sql, types) = op.statement(a).context("no statement")?;
+        let mut sessions = Vec::new();
+        for k in 0..clients {
+            let client = self.cluster.connect(&a.database()).await?;
+            let stmt = client.prepare_typed(&sql, &types).await?;
+            sessions.push(Session {
+                client,
+                stmt,
+                keys: keys(k),
+            });
+        }
+        Ok(sessions)
+    }
+
+    /// Not timed, after the runs: eight clients change prices of products of one category for a
+    /// moment, in each approach in turn, then each read model is checked (and repaired if
+    /// wrong); a few rounds, since a race does not show every time.
+    async fn safety(&self) -> Result<Vec<Check>> {
+        let op = Op::Concurrent {
+            clients: SAFETY_CLIENTS,
+            hot: false,
+        };
+        let category = self.cat.categories() / 2 + 1;
+        let mut checks = Vec::new();
+        for &a in &self.approaches {
+            if a == Approach::Plain {
+                continue;
+            }
+            let mut sessions = self
+                .open_sessions(a, &op, SAFETY_CLIENTS, |k| {
+                    ClientKeys::shared_category(&self.cat, category, k)
+                })
+                .await?;
+            let refresh = Arc::new(a.refresh_sql(&op.touched_docs()));
+            for round in 1..=self.cfg.scale.safety_rounds() {
+                let (back, commits, _, _) =
+                    run_window(sessions, refresh.clone(), SAFETY_WINDOW).await?;
+                sessions = back;
+                let check = Check {
+                    approach: a,
+                    when: format!(
+                        "round {round}: {commits} price changes by {SAFETY_CLIENTS} clients on category {category}"
+                    ),
+                    differing: check_read_model(self.client(a), a).await?,
+                };
+                if !check.ok() {
+                    eprintln!(
+                        "tviews-benches: {} is wrong after concurrent writers on one category ({}); repairing",
+                        a.label(),
+                        check.differences()
+                    );
+                    self.client(a).batch_execute(a.repair_sql()).await?;
+                }
+                checks.push(check);
+            }
+        }
+        Ok(checks)
     }
 
     /// EXPLAIN (ANALYZE, BUFFERS) of pg_tviews' refresh statements with representative keys,
@@ -1142,6 +1192,10 @@ impl Bench {
             iterations: self.cfg.iterations,
             rows,
             postgres,
+            bindir: tviews_tests::pg_bin("")
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_owned(),
             tviews_version,
             tviews_build: self.cfg.installed.clone().unwrap_or_else(installed_build),
             cpu: crate::machine::cpu_model(),

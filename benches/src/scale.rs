@@ -66,9 +66,9 @@ impl Scale {
     /// Single-row transactions per sample.
     pub fn default_iterations(self) -> u64 {
         match self {
-            Scale::Small => 100,
-            Scale::Medium => 100,
-            Scale::Large => 50,
+            Scale::Small => 60,
+            Scale::Medium => 60,
+            Scale::Large => 30,
         }
     }
 
@@ -83,9 +83,19 @@ impl Scale {
     /// Seconds each concurrent-throughput sample lasts.
     pub fn concurrency_seconds(self) -> f64 {
         match self {
-            Scale::Small => 1.5,
+            Scale::Small => 1.2,
             Scale::Medium => 3.0,
-            Scale::Large => 5.0,
+            Scale::Large => 4.5,
+        }
+    }
+
+    /// Rounds of the concurrency safety check (each ends with a check of every read model,
+    /// which takes a while on large data).
+    pub fn safety_rounds(self) -> u32 {
+        match self {
+            Scale::Small => 5,
+            Scale::Medium => 2,
+            Scale::Large => 1,
         }
     }
 

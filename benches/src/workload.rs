@@ -447,6 +447,19 @@ impl ClientKeys {
         }
     }
 
+    /// Every client on the products of one category: distinct products, one shared document
+    /// (the category's), the case where a refresh must see the other writers' commits.
+    pub fn shared_category(cat: &Catalogue, category: u64, client: u32) -> ClientKeys {
+        ClientKeys {
+            choices: cat
+                .products_of(category)
+                .iter()
+                .map(|p| *p as i64)
+                .collect(),
+            rng: rng(cat.seed, "shared-category", category, u64::from(client)),
+        }
+    }
+
     pub fn next_key(&mut self) -> i64 {
         self.choices.choose(&mut self.rng).copied().unwrap_or(1)
     }
