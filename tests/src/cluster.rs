@@ -56,6 +56,9 @@ impl Default for ClusterOptions {
     }
 }
 
+/// Fills a new cluster's data directory instead of `initdb`: `(data_dir, server_user)`.
+pub(crate) type Populate<'a> = dyn Fn(&Path, Option<&str>) -> Result<()> + 'a;
+
 /// A running PostgreSQL server in its own directory. Dropping it stops the server and removes
 /// the directory (see the crate documentation).
 #[derive(Debug)]
@@ -76,6 +79,16 @@ pub struct Cluster {
 impl Cluster {
     /// Creates, configures and starts a new cluster; waits until it accepts connections.
     pub fn start(opts: ClusterOptions) -> Result<Cluster> {
+        Cluster::start_with(opts, None)
+    }
+
+    /// [`Cluster::start`], with `populate` filling the (not yet existing) data directory instead
+    /// of `initdb`: `populate(data_dir, server_user)`. A physical standby starts from a base
+    /// backup this way (`crate::standby`).
+    pub(crate) fn start_with(
+        opts: ClusterOptions,
+        populate: Option<&Populate<'_>>,
+    ) -> Result<Cluster> {
         let root = work_root()?;
         let server_user = os::server_user();
         sweep::sweep(&root, server_user.as_deref());
@@ -100,13 +113,15 @@ impl Cluster {
             server_user,
             watchdog: None,
         };
-        cluster.init_and_launch(&opts, owner).with_context(|| {
-            format!(
-                "could not start PostgreSQL cluster '{}' in {}",
-                cluster.name,
-                cluster.dir.display()
-            )
-        })?;
+        cluster
+            .init_and_launch(&opts, owner, populate)
+            .with_context(|| {
+                format!(
+                    "could not start PostgreSQL cluster '{}' in {}",
+                    cluster.name,
+                    cluster.dir.display()
+                )
+            })?;
         Ok(cluster)
     }
 
@@ -321,8 +336,13 @@ impl Cluster {
         cmd
     }
 
-    /// initdb, postgresql.conf, first start (with port retries), watchdog.
-    fn init_and_launch(&mut self, opts: &ClusterOptions, owner: Option<(u32, u32)>) -> Result<()> {
+    /// initdb (or `populate`), postgresql.conf, first start (with port retries), watchdog.
+    fn init_and_launch(
+        &mut self,
+        opts: &ClusterOptions,
+        owner: Option<(u32, u32)>,
+        populate: Option<&Populate<'_>>,
+    ) -> Result<()> {
         let socket_path_len = self.socket_dir.as_os_str().len() + "/.s.PGSQL.65535".len();
         if socket_path_len > MAX_SOCKET_PATH {
             bail!(
@@ -338,7 +358,10 @@ impl Cluster {
             chown(&self.socket_dir, Some(uid), Some(gid))
                 .with_context(|| format!("chown {}", self.socket_dir.display()))?;
         }
-        self.initdb()?;
+        match populate {
+            Some(populate) => populate(&self.data_dir, self.server_user())?,
+            None => self.initdb()?,
+        }
         let conf_path = self.data_dir.join("postgresql.conf");
         let initdb_conf = fs::read_to_string(&conf_path)
             .with_context(|| format!("reading {}", conf_path.display()))?;

@@ -34,6 +34,7 @@ mod os;
 mod pg;
 pub mod pgbouncer;
 mod server;
+pub mod standby;
 pub mod support;
 mod sweep;
 
