@@ -26,8 +26,10 @@ if group or others can read it); else a prompt if the server asks, stdin is a te
 Output: colour only when stdout is a terminal and neither --no-color nor NO_COLOR is set.
 
 Exit status:
-  0  success (an extension that is not installed is reported, not an error)
-  1  error: bad usage, a server error (printed with its SQLSTATE), anything else
+  0  success (status and version report an extension that is not installed)
+  1  error: bad usage, a server error (printed with its SQLSTATE), the extension missing
+     (for the other commands), a TVIEW differing from its definition (verify), a
+     refresh that would fail at commit (explain --for)
   2  could not connect to the server, or the connection was lost";
 
 /// tviews: administer pg_tviews, the transactional incrementally maintained views.

@@ -15,7 +15,7 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_CONNECTION: u8 = 2;
 
 /// A server error with the fields psql shows.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ServerError {
     /// `ERROR`, `FATAL`, ...
     pub severity: String,
@@ -58,6 +58,27 @@ impl ServerError {
         }
         let _ = writeln!(s, "SQLSTATE: {}", self.code);
         s
+    }
+}
+
+/// What a command that ran to the end prints, and how the process exits: a command can
+/// succeed in running and still report a failure (`verify` finding a difference exits
+/// 1, with the differences on stdout).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    /// Printed after stdout, e.g. the server error a refresh would end with.
+    pub stderr: String,
+    pub code: u8,
+}
+
+impl Outcome {
+    pub fn ok(stdout: String) -> Outcome {
+        Outcome {
+            stdout,
+            stderr: String::new(),
+            code: EXIT_OK,
+        }
     }
 }
 

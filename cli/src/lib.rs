@@ -4,6 +4,7 @@
 //! * [`conn`]: psql-compatible connection options (reused by `tviews top`);
 //! * [`commands`]: one module per subcommand, each `gather` (SQL) + `render` (pure);
 //! * [`output`]: `--format`, colour, tables; [`failure`]: errors and exit codes;
+//! * [`tree`]: `cargo tree`-style text trees; [`progress`]: spinners on stderr;
 //! * [`cli`]: the clap definition.
 
 pub mod cli;
@@ -11,11 +12,13 @@ pub mod commands;
 pub mod conn;
 pub mod failure;
 pub mod output;
+pub mod progress;
+pub mod tree;
 
 use std::io::{IsTerminal, Write};
 
 pub use cli::Cli;
-pub use failure::{EXIT_CONNECTION, EXIT_ERROR, EXIT_OK, Failure};
+pub use failure::{EXIT_CONNECTION, EXIT_ERROR, EXIT_OK, Failure, Outcome};
 
 use output::{Style, use_color};
 
@@ -27,7 +30,13 @@ pub fn run(cli: &Cli) -> u8 {
         format: cli.output.format,
         color: use_color(cli.output.no_color, no_color_env.as_deref(), terminal),
         terminal,
+        progress: std::io::stderr().is_terminal(),
     };
+    // Checked before connecting: a bad combination is a usage error.
+    if let Err(message) = cli.command.check(cli.output.format) {
+        eprintln!("tviews: error: {message}");
+        return EXIT_ERROR;
+    }
     // One thread is plenty for one connection, and keeps the 2-core CI machine free.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -40,12 +49,16 @@ pub fn run(cli: &Cli) -> u8 {
         }
     };
     match runtime.block_on(commands::run(&cli.conn, &cli.command, style)) {
-        Ok(text) => {
+        Ok(outcome) => {
             // A closed pipe (`tviews status | head -1`) is not an error worth a message.
             let mut out = std::io::stdout().lock();
-            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                Ok(()) => EXIT_OK,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+            let written = out
+                .write_all(outcome.stdout.as_bytes())
+                .and_then(|()| out.flush());
+            eprint!("{}", outcome.stderr);
+            match written {
+                Ok(()) => outcome.code,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => outcome.code,
                 Err(e) => {
                     eprintln!("tviews: error: could not write output: {e}");
                     EXIT_ERROR

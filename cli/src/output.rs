@@ -11,18 +11,21 @@ use serde::Serialize;
 /// `--format`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Human-readable tables.
+    /// Human-readable tables (a text tree for `explain` and `graph`).
     #[default]
+    #[value(alias = "text")]
     Table,
     /// One JSON document with stable snake_case field names, for scripts.
     Json,
+    /// Graphviz dot (`explain`, `graph`): `tviews graph --format dot | dot -Tsvg`.
+    Dot,
 }
 
 /// The output flags, global to every subcommand.
 #[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
 #[command(next_help_heading = "Output options")]
 pub struct OutputArgs {
-    /// Output format
+    /// Output format (dot: explain and graph only)
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
@@ -40,6 +43,18 @@ pub struct Style {
     /// stdout is a terminal: tables may wrap to its width. Off for pipes and tests, so
     /// the output does not depend on who runs it.
     pub terminal: bool,
+    /// stderr is a terminal: progress spinners are drawn there (hidden otherwise).
+    pub progress: bool,
+}
+
+impl Style {
+    /// The plain style (no colour, no terminal) in `format`: what tests render with.
+    pub fn plain(format: Format) -> Style {
+        Style {
+            format,
+            ..Style::default()
+        }
+    }
 }
 
 /// Colour only on a terminal, and never with `--no-color` or a non-empty `NO_COLOR`
@@ -130,6 +145,46 @@ pub fn to_json<T: Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(s)
 }
 
+/// `pg_size_pretty`'s units: bytes, kB, MB, GB, TB (powers of 1024, rounded half up,
+/// switching unit at 10240 of the smaller one).
+pub fn human_bytes(bytes: i64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["bytes", "kB", "MB", "GB", "TB"] {
+        if value.abs() < 10240.0 || unit == "TB" {
+            return format!("{} {unit}", value.round() as i64);
+        }
+        value /= 1024.0;
+    }
+    format!("{bytes} bytes")
+}
+
+/// Milliseconds as a person reads them: `0.42 ms`, `12.3 ms`, `4.20 s`, `3m 12s`.
+pub fn human_ms(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 60_000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else {
+        let s = (ms / 1000.0).round() as i64;
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+/// A timestamp as the server prints it, without the fraction of a second:
+/// `2026-05-01 10:00:00.123456+00` → `2026-05-01 10:00:00+00`.
+pub fn short_time(text: &str) -> String {
+    match text.find('.') {
+        Some(dot) => {
+            let rest = &text[dot + 1..];
+            let digits = rest.chars().take_while(char::is_ascii_digit).count();
+            format!("{}{}", &text[..dot], &rest[digits..])
+        }
+        None => text.to_string(),
+    }
+}
+
 /// Renders a table followed by a newline.
 pub fn table_text(t: &Table) -> String {
     format!("{t}\n")
@@ -146,6 +201,26 @@ mod tests {
         assert!(!use_color(false, Some("1"), true));
         assert!(!use_color(true, None, true));
         assert!(!use_color(false, None, false));
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(0), "0 bytes");
+        assert_eq!(human_bytes(10239), "10239 bytes");
+        assert_eq!(human_bytes(352_256), "344 kB");
+        assert_eq!(human_bytes(20 * 1024 * 1024), "20 MB");
+        assert_eq!(human_ms(0.421), "0.42 ms");
+        assert_eq!(human_ms(12.34), "12.3 ms");
+        assert_eq!(human_ms(4200.0), "4.20 s");
+        assert_eq!(human_ms(192_000.0), "3m 12s");
+        assert_eq!(
+            short_time("2026-05-01 10:00:00.123456+00"),
+            "2026-05-01 10:00:00+00"
+        );
+        assert_eq!(
+            short_time("2026-05-01 10:00:00+02"),
+            "2026-05-01 10:00:00+02"
+        );
     }
 
     #[test]

@@ -1,19 +1,25 @@
 //! The subcommands. Each lives in its own module with the same shape:
-//! `gather` (SQL, async) builds a report value, `render` (pure) turns it into table or
-//! JSON text; [`run`] connects and dispatches.
+//! `gather` (SQL, async) builds a report value, `render` (pure) turns it into a table,
+//! a text tree, JSON or dot; [`run`] connects and dispatches.
 //!
-//! Adding one (planned: `list`, `explain`, `verify`, `refresh`, `stats`, `queue`,
-//! `graph`, and `top`, the live console in `tviews-tui` that reuses [`crate::conn`]):
-//! a module here, a variant of [`Command`] taking [`ConnTarget`] (plus its own
-//! arguments), an arm in [`Command::target`] and in [`run`].
+//! Adding one (planned: `top`, the live console in `tviews-tui` that reuses
+//! [`crate::conn`]): a module here, a variant of [`Command`] (taking [`ConnTarget`] when
+//! it has no list of names), an arm in [`Command::target`], [`Command::check`] and [`run`].
 
+pub mod explain;
+pub mod graph;
+pub mod list;
 pub mod probe;
+pub mod queue;
+pub mod refresh;
+pub mod stats;
 pub mod status;
+pub mod verify;
 pub mod version;
 
 use crate::conn::{self, ConnArgs, ConnTarget};
-use crate::failure::Failure;
-use crate::output::Style;
+use crate::failure::{Failure, Outcome};
+use crate::output::{Format, Style};
 
 #[derive(clap::Subcommand, Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -23,23 +29,83 @@ pub enum Command {
     /// Show the server, the extension, the number of TVIEWs and health checks
     #[command(disable_help_flag = true)]
     Status(ConnTarget),
+    /// List the TVIEWs: key, rows, size, sources, last refresh, main counters
+    #[command(disable_help_flag = true)]
+    List(ConnTarget),
+    /// How a TVIEW is maintained: its graph, key paths and refresh statements
+    #[command(disable_help_flag = true, after_help = explain::AFTER_HELP)]
+    Explain(explain::ExplainArgs),
+    /// Compare TVIEWs with their definitions, both ways; exit 1 on any difference
+    #[command(disable_help_flag = true)]
+    Verify(verify::VerifyArgs),
+    /// Rebuild TVIEWs from their definitions now (a repair tool)
+    #[command(disable_help_flag = true)]
+    Refresh(refresh::RefreshArgs),
+    /// Show the refresh statistics: per TVIEW, per source, plan cache, last 24 hours
+    #[command(disable_help_flag = true)]
+    Stats(stats::StatsArgs),
+    /// Show pending TVIEW work, value-lock waits and prepared transactions, live
+    #[command(disable_help_flag = true)]
+    Queue(ConnTarget),
+    /// Show the dependency graph of every TVIEW, or what a change to one source reaches
+    #[command(disable_help_flag = true)]
+    Graph(graph::GraphArgs),
 }
+
+/// For the commands that take a list of names instead of a positional connection
+/// string (they connect with -d, the flags or the environment).
+static NO_TARGET: ConnTarget = ConnTarget { conninfo: None };
 
 impl Command {
     /// The positional connection argument of whichever subcommand this is.
     pub fn target(&self) -> &ConnTarget {
         match self {
-            Command::Version(t) | Command::Status(t) => t,
+            Command::Version(t) | Command::Status(t) | Command::List(t) | Command::Queue(t) => t,
+            Command::Explain(a) => &a.target,
+            Command::Stats(a) => &a.target,
+            Command::Graph(a) => &a.target,
+            Command::Verify(_) | Command::Refresh(_) => &NO_TARGET,
         }
+    }
+
+    /// Whether the options make sense together, before connecting (a usage error, exit
+    /// 1, otherwise).
+    pub fn check(&self, format: Format) -> Result<(), String> {
+        let dot = matches!(self, Command::Explain(_) | Command::Graph(_));
+        if format == Format::Dot && !dot {
+            return Err("--format dot is only for explain and graph".into());
+        }
+        if let Command::Explain(a) = self {
+            a.check(format)?;
+        }
+        Ok(())
     }
 }
 
-/// Connects and runs `command`, returning what to print on stdout.
-pub async fn run(conn_args: &ConnArgs, command: &Command, style: Style) -> Result<String, Failure> {
+/// Connects and runs `command`, returning what to print and the exit code.
+pub async fn run(
+    conn_args: &ConnArgs,
+    command: &Command,
+    style: Style,
+) -> Result<Outcome, Failure> {
     let conn = conn::open(conn_args, command.target().conninfo.as_deref()).await?;
-    let text = match command {
-        Command::Version(_) => version::render(&version::gather(&conn.client).await?, style)?,
-        Command::Status(_) => status::render(&status::gather(&conn).await?, style)?,
+    let client = &conn.client;
+    let outcome = match command {
+        Command::Version(_) => {
+            Outcome::ok(version::render(&version::gather(client).await?, style)?)
+        }
+        Command::Status(_) => Outcome::ok(status::render(&status::gather(&conn).await?, style)?),
+        Command::List(_) => Outcome::ok(list::render(&list::gather(client).await?, style)?),
+        Command::Explain(args) => explain::run(client, args, style).await?,
+        Command::Verify(args) => verify::run(client, args, style).await?,
+        Command::Refresh(args) => refresh::run(client, args, style).await?,
+        Command::Stats(args) => {
+            Outcome::ok(stats::render(&stats::gather(client, args).await?, style)?)
+        }
+        Command::Queue(_) => Outcome::ok(queue::render(&queue::gather(client).await?, style)?),
+        Command::Graph(args) => {
+            Outcome::ok(graph::render(&graph::gather(client, args).await?, style)?)
+        }
     };
-    Ok(text)
+    Ok(outcome)
 }

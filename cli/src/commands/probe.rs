@@ -5,6 +5,8 @@ use postgres_protocol::escape::escape_identifier;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::failure::Failure;
+
 pub const EXTENSION: &str = "pg_tviews";
 
 /// The server's version, as `SHOW server_version` / `server_version_num` give it.
@@ -73,7 +75,8 @@ pub async fn extension_info(client: &Client) -> Result<ExtensionInfo, tokio_post
 }
 
 /// Where to look for a function of the extension, in order: the extension's schema, then
-/// the search path. Names are quoted here, in Rust (STYLE.md 1).
+/// the search path, as call expressions with no arguments (defaults fill the rest). Names
+/// are quoted here, in Rust (STYLE.md 1).
 pub fn function_candidates(schema: Option<&str>, name: &str) -> Vec<String> {
     let mut out = Vec::with_capacity(2);
     if let Some(s) = schema {
@@ -89,21 +92,74 @@ pub fn function_candidates(schema: Option<&str>, name: &str) -> Vec<String> {
 
 /// The first candidate of [`function_candidates`] that exists, as a call expression
 /// (`"public"."pg_tviews_version"()`), safe to splice: every identifier in it was
-/// quoted by [`escape_identifier`].
+/// quoted by [`escape_identifier`]. Found by name (`to_regproc`), so a function whose
+/// arguments all have defaults, like `pg_tviews_health_check(interval DEFAULT ...)`,
+/// is found too.
 pub async fn find_function(
     client: &Client,
     schema: Option<&str>,
     name: &str,
 ) -> Result<Option<String>, tokio_postgres::Error> {
     for candidate in function_candidates(schema, name) {
+        let proc_name = candidate.trim_end_matches("()");
         let row = client
-            .query_one("SELECT to_regprocedure($1) IS NOT NULL", &[&candidate])
+            .query_one("SELECT to_regproc($1) IS NOT NULL", &[&proc_name])
             .await?;
         if row.try_get::<_, bool>(0)? {
             return Ok(Some(candidate));
         }
     }
     Ok(None)
+}
+
+/// Runs a query without parameters and maps each row with `f`.
+pub async fn rows<T>(
+    client: &Client,
+    sql: &str,
+    f: impl Fn(&tokio_postgres::Row) -> Result<T, tokio_postgres::Error>,
+) -> Result<Vec<T>, tokio_postgres::Error> {
+    client.query(sql, &[]).await?.iter().map(f).collect()
+}
+
+/// The installed extension's SQL API: every view and function named through the
+/// extension's schema, whatever the caller's `search_path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Api {
+    /// The schema of the extension's objects (`public` by default).
+    pub schema: String,
+    /// The database, for messages.
+    pub database: String,
+}
+
+impl Api {
+    /// The extension's API in this database, or an error saying how to install it.
+    pub async fn require(client: &Client) -> Result<Api, Failure> {
+        let info = extension_info(client).await?;
+        let database: String = client
+            .query_one("SELECT current_database()::text", &[])
+            .await?
+            .try_get(0)?;
+        match info.schema {
+            Some(schema) if info.installed => Ok(Api { schema, database }),
+            _ => Err(Failure::Other(anyhow::anyhow!(
+                "the extension {EXTENSION} is not installed in database \"{database}\"{}",
+                if info.available {
+                    format!(" (to install it: CREATE EXTENSION {EXTENSION};)")
+                } else {
+                    " (and not available on this server)".to_string()
+                }
+            ))),
+        }
+    }
+
+    /// `"schema"."name"`: a view or function of the extension, quoted, safe to splice.
+    pub fn object(&self, name: &str) -> String {
+        format!(
+            "{}.{}",
+            escape_identifier(&self.schema),
+            escape_identifier(name)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -122,6 +178,18 @@ mod tests {
         assert_eq!(
             function_candidates(None, "pg_tviews_health_check"),
             vec!["\"pg_tviews_health_check\"()".to_string()]
+        );
+    }
+
+    #[test]
+    fn api_objects_are_quoted() {
+        let api = Api {
+            schema: "my schema".into(),
+            database: "app".into(),
+        };
+        assert_eq!(
+            api.object("pg_tviews_stats"),
+            "\"my schema\".\"pg_tviews_stats\""
         );
     }
 }

@@ -423,10 +423,7 @@ mod tests {
             summary: HealthSummary::of(&checks()),
             checks: checks(),
         };
-        let style = Style {
-            format: Format::Json,
-            ..Style::default()
-        };
+        let style = Style::plain(Format::Json);
         insta::assert_snapshot!(render(&r, style).unwrap());
     }
 }

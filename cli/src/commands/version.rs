@@ -243,10 +243,7 @@ mod tests {
 
     #[test]
     fn json_field_names_are_stable() {
-        let style = Style {
-            format: Format::Json,
-            ..Style::default()
-        };
+        let style = Style::plain(Format::Json);
         insta::assert_snapshot!(render(&report(installed()), style).unwrap());
     }
 }
