@@ -15,6 +15,10 @@ CREATE FUNCTION tviews.on_sql_drop() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_sql_drop';
 CREATE FUNCTION tviews.on_ddl_watch() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_ddl_watch';
+CREATE FUNCTION tviews.reconcile_triggers() RETURNS void
+    LANGUAGE c AS 'MODULE_PATHNAME', 'tviews_reconcile_triggers';
+REVOKE ALL ON FUNCTION tviews.reconcile_triggers() FROM PUBLIC;
+COMMENT ON FUNCTION tviews.reconcile_triggers() IS 'pg_tviews: makes the capture and guard triggers match the catalog (upgrades, repairs)';
 
 CREATE EVENT TRIGGER tviews_ddl_command_start ON ddl_command_start
     WHEN TAG IN ('CREATE TABLE AS', 'SELECT INTO')
@@ -204,10 +208,10 @@ FROM pg_extension e WHERE e.extname = 'pg_tviews'
 UNION ALL
 SELECT 'capture triggers',
        CASE WHEN count(*) = 0 THEN 'ok' ELSE 'error' END,
-       CASE WHEN count(*) = 0 THEN 'every source has its four capture triggers'
-            ELSE 'sources missing capture triggers: ' || string_agg(DISTINCT tviews.display_name(m.source), ', ') END,
+       CASE WHEN count(*) = 0 THEN 'every source has its four capture triggers, enabled'
+            ELSE 'sources whose capture triggers are missing or disabled: ' || string_agg(DISTINCT tviews.display_name(m.source), ', ') END,
        CASE WHEN count(*) = 0 THEN NULL
-            ELSE 'Recreate the TVIEWs reading them, or report it: their writes are not being captured.' END
+            ELSE 'Their writes are not being captured: ALTER TABLE ... ENABLE TRIGGER the disabled ones (a superuser can recreate missing ones with SELECT tviews.reconcile_triggers()), then rebuild the TVIEWs reading them with pg_tviews_refresh.' END
 FROM (SELECT DISTINCT s.source FROM @extschema@.pg_tviews_sources() s
       WHERE (SELECT count(*) FROM pg_trigger t
              WHERE t.tgrelid = s.source AND t.tgfoid = 'tviews.capture()'::regprocedure AND t.tgenabled <> 'D') < 4) m
@@ -220,6 +224,15 @@ SELECT 'orphaned capture triggers',
 FROM pg_trigger t
 WHERE t.tgfoid = 'tviews.capture()'::regprocedure
   AND t.tgrelid NOT IN (SELECT source FROM @extschema@.pg_tviews_sources())
+UNION ALL
+SELECT 'subscribed sources',
+       CASE WHEN count(*) = 0 THEN 'ok' ELSE 'warning' END,
+       CASE WHEN count(*) = 0 THEN 'no source is written by a logical replication subscription'
+            ELSE 'sources a subscription writes (replicated row changes are not captured): ' || string_agg(DISTINCT tviews.display_name(r.srrelid), ', ') END,
+       CASE WHEN count(*) = 0 THEN NULL
+            ELSE 'TVIEWs over them go stale as changes arrive: publish the TVIEWs themselves instead, or rebuild them with pg_tviews_refresh (docs/OPERATIONS.md, Replicas).' END
+FROM pg_subscription_rel r
+WHERE r.srrelid IN (SELECT source FROM @extschema@.pg_tviews_sources())
 UNION ALL
 SELECT 'catalog',
        CASE WHEN count(*) = 0 THEN 'ok' ELSE 'error' END,

@@ -86,6 +86,17 @@ v1_function!(
 );
 v1_function!(pg_finfo_tviews_sql_drop, tviews_sql_drop, on_sql_drop);
 v1_function!(pg_finfo_tviews_ddl_watch, tviews_ddl_watch, on_ddl_watch);
+v1_function!(
+    pg_finfo_tviews_reconcile_triggers,
+    tviews_reconcile_triggers,
+    on_reconcile
+);
+
+/// `tviews.reconcile_triggers()`: makes every trigger of ours match the
+/// catalog (upgrade scripts call it; a superuser may, as a repair).
+unsafe fn on_reconcile(_fcinfo: pg_sys::FunctionCallInfo) {
+    reconcile_triggers();
+}
 
 unsafe fn on_ddl_watch(fcinfo: pg_sys::FunctionCallInfo) {
     // SAFETY: only checks the call context.

@@ -1,27 +1,67 @@
-//! Small helpers over pgrx's SPI client. Queries return text columns.
-//! every statement we run is a
-//! "mutating" one for SPI (read_only = false), so each gets a fresh
-//! snapshot under READ COMMITTED — the flush relies on that (DESIGN.md §6).
+//! Small helpers over SPI. Queries return text columns. Every statement we
+//! run is a "mutating" one for SPI (read_only = false), so each gets a
+//! fresh snapshot under READ COMMITTED — the flush relies on that
+//! (DESIGN.md §6) — yet none asks for a transaction id: reading never
+//! writes a commit record, and works on a hot standby.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiTupleTable};
+use pgrx::spi::SpiClient;
 
 use crate::error::OrRaise;
 
 /// Runs `sql` (any statement) with `args`.
 pub fn run(client: &mut SpiClient<'_>, sql: &str, args: &[DatumWithOid<'_>]) {
-    client.update(sql, None, args).or_raise("SPI statement");
+    rows(client, sql, args);
 }
 
-/// Runs `sql` and returns its rows as text (NULL → None), column by column.
+/// Runs `sql` and returns its rows as text (NULL → None), column by column;
+/// booleans as `true`/`false`.
+///
+/// `SPI_execute_with_args` with `read_only = false`, as pgrx's `update`
+/// does, but without asking for a transaction id first: a query must not
+/// write a commit record, nor fail on a hot standby.
 pub fn rows(
-    client: &mut SpiClient<'_>,
+    _client: &mut SpiClient<'_>,
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> Vec<Vec<Option<String>>> {
-    let table = client.update(sql, None, args).or_raise("SPI query");
-    collect(table)
+    let c = std::ffi::CString::new(sql).or_raise("statement text");
+    let mut types: Vec<pg_sys::Oid> = args.iter().map(DatumWithOid::oid).collect();
+    let mut values: Vec<pg_sys::Datum> = args
+        .iter()
+        .map(|a| {
+            a.datum()
+                .map(|d| d.sans_lifetime())
+                .unwrap_or(pg_sys::Datum::from(0))
+        })
+        .collect();
+    let nulls: Vec<std::ffi::c_char> = args
+        .iter()
+        .map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char)
+        .collect();
+    // SAFETY: inside an SPI connection (the client proves it); the arrays
+    // have one entry per argument; errors are raised by PostgreSQL.
+    unsafe {
+        let rc = pg_sys::SPI_execute_with_args(
+            c.as_ptr(),
+            types.len() as i32,
+            types.as_mut_ptr(),
+            values.as_mut_ptr(),
+            nulls.as_ptr(),
+            false,
+            0,
+        );
+        if rc < 0 {
+            crate::error::raise_with(
+                "XX000",
+                format!("pg_tviews: statement failed (SPI error {rc})"),
+                Some(sql.to_string()),
+                None,
+            );
+        }
+        tuptable(true)
+    }
 }
 
 /// The first column of the first row, as text.
@@ -32,40 +72,42 @@ pub fn one(client: &mut SpiClient<'_>, sql: &str, args: &[DatumWithOid<'_>]) -> 
         .and_then(|r| r.into_iter().next().flatten())
 }
 
-fn collect(table: SpiTupleTable<'_>) -> Vec<Vec<Option<String>>> {
-    let ncols = table.columns().unwrap_or(0);
-    let mut out = Vec::with_capacity(table.len());
-    for row in table {
-        let mut r = Vec::with_capacity(ncols);
-        for i in 1..=ncols {
-            r.push(text_of(&row, i));
+/// The rows of the last SPI statement as text, through each type's output
+/// function (`bool_words`: booleans as `true`/`false`, not `t`/`f`); frees them.
+///
+/// # Safety
+/// Inside an SPI connection, right after a statement ran.
+unsafe fn tuptable(bool_words: bool) -> Vec<Vec<Option<String>>> {
+    // SAFETY: SPI_tuptable is the last statement's result or NULL.
+    unsafe {
+        let tt = pg_sys::SPI_tuptable;
+        if tt.is_null() {
+            return Vec::new();
         }
-        out.push(r);
-    }
-    out
-}
-
-/// A column as text. Our queries return text or integer columns (cast in
-/// the SQL otherwise), so no output function call is needed here.
-fn text_of(row: &pgrx::spi::SpiHeapTupleData<'_>, ordinal: usize) -> Option<String> {
-    let oid = row
-        .get_datum_by_ordinal(ordinal)
-        .map(|e| e.oid())
-        .or_raise("SPI column");
-    if oid == pg_sys::INT8OID {
-        row.get::<i64>(ordinal)
-            .or_raise("SPI bigint column")
-            .map(|v| v.to_string())
-    } else if oid == pg_sys::INT4OID {
-        row.get::<i32>(ordinal)
-            .or_raise("SPI integer column")
-            .map(|v| v.to_string())
-    } else if oid == pg_sys::BOOLOID {
-        row.get::<bool>(ordinal)
-            .or_raise("SPI boolean column")
-            .map(|v| v.to_string())
-    } else {
-        row.get::<String>(ordinal).or_raise("SPI text column")
+        let n = pg_sys::SPI_processed as usize;
+        let desc = (*tt).tupdesc;
+        let natts = (*desc).natts;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let tuple = *(*tt).vals.add(i);
+            let mut row = Vec::with_capacity(natts as usize);
+            for c in 1..=natts {
+                let p = pg_sys::SPI_getvalue(tuple, desc, c);
+                if p.is_null() {
+                    row.push(None);
+                    continue;
+                }
+                let mut v = std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned();
+                pg_sys::pfree(p.cast());
+                if bool_words && pg_sys::SPI_gettypeid(desc, c) == pg_sys::BOOLOID {
+                    v = if v == "t" { "true" } else { "false" }.to_string();
+                }
+                row.push(Some(v));
+            }
+            out.push(row);
+        }
+        pg_sys::SPI_freetuptable(tt);
+        out
     }
 }
 
@@ -156,32 +198,7 @@ impl Plan {
                     None,
                 );
             }
-            let tt = pg_sys::SPI_tuptable;
-            if tt.is_null() {
-                return Vec::new();
-            }
-            let n = pg_sys::SPI_processed as usize;
-            let desc = (*tt).tupdesc;
-            let natts = (*desc).natts;
-            let mut out = Vec::with_capacity(n);
-            for i in 0..n {
-                let tuple = *(*tt).vals.add(i);
-                let mut row = Vec::with_capacity(natts as usize);
-                for c in 1..=natts {
-                    let p = pg_sys::SPI_getvalue(tuple, desc, c);
-                    if p.is_null() {
-                        row.push(None);
-                    } else {
-                        row.push(Some(
-                            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned(),
-                        ));
-                        pg_sys::pfree(p.cast());
-                    }
-                }
-                out.push(row);
-            }
-            pg_sys::SPI_freetuptable(tt);
-            out
+            tuptable(false)
         }
     }
 }

@@ -217,10 +217,10 @@ async fn health_check_finds_what_is_broken() {
             ensure!(severity == "ok", "{name}: {severity}: {detail}");
         }
         ensure!(all.len() >= 7, "checks: {all:?}");
-        // A capture trigger dropped by hand, a trigger left on a table no
+        // A capture trigger disabled by hand, a trigger left on a table no
         // TVIEW reads, a prepared transaction holding TVIEW work.
         c.batch_execute(
-            "DROP TRIGGER tviews_capture_upd ON tb_user;
+            "ALTER TABLE tb_user DISABLE TRIGGER tviews_capture_upd;
              CREATE TABLE tb_other (id int);
              CREATE TRIGGER tviews_capture_ins AFTER INSERT ON tb_other REFERENCING NEW TABLE AS tviews_new
                FOR EACH STATEMENT EXECUTE FUNCTION tviews.capture();",
@@ -314,4 +314,37 @@ async fn without_preload_statistics_are_off() {
         Ok(())
     })
     .await
+}
+
+/// Reading is free: monitoring and checks assign no transaction id (no
+/// commit record, and they work in READ ONLY transactions and on standbys).
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_assigns_no_transaction_id() {
+    run(|| async {
+        let c = db("mon_no_xid").await?;
+        // A new session: its registry is loaded by the first call below.
+        let fresh = preloaded().connect("mon_no_xid").await?;
+        for sql in [
+            "SELECT count(*) FROM pg_tviews_verify('tv_post')",
+            "SELECT pg_tviews_diff('tv_post')",
+            "SELECT count(*) FROM pg_tviews_health_check()",
+            "SELECT pg_tviews_snapshot() IS NOT NULL",
+            "SELECT length(pg_tviews_explain('tv_post')) > 0",
+            "SELECT count(*) FROM pg_tviews_statements('tv_user')",
+        ] {
+            fresh.batch_execute("BEGIN READ ONLY").await?;
+            fresh
+                .query(sql, &[])
+                .await
+                .with_context(|| format!("{sql} in a READ ONLY transaction"))?;
+            let xid: Option<String> = fresh
+                .query_one("SELECT pg_current_xact_id_if_assigned()::text", &[])
+                .await?
+                .get(0);
+            fresh.batch_execute("COMMIT").await?;
+            ensure!(xid.is_none(), "{sql} assigned transaction id {xid:?}");
+        }
+        assert_exact(&c).await
+    })
+    .await;
 }

@@ -5,8 +5,8 @@
 //! backup arrive with the WAL; the monitoring views work in hot standby, with and without
 //! `shared_preload_libraries`; writes fail with PostgreSQL's read-only error (25006); a promoted
 //! standby maintains its TVIEWs like any primary. The functions that load the extension's
-//! registry (diff, verify, explain, health check, snapshot) fail on a standby today: see
-//! `extension_functions_work_on_a_hot_standby`, ignored until that is fixed.
+//! registry (diff, verify, explain, health check, snapshot) work on a standby too
+//! (`extension_functions_work_on_a_hot_standby`).
 //!
 //! Logical: a TVIEW is an ordinary table to publish (it has a primary key, so updates and
 //! deletes replicate). A TVIEW on a *subscriber*, over replicated source tables, is not
@@ -666,12 +666,10 @@ async fn standby_over_tcp_preloads_alone_and_takes_over_after_promotion() {
 /// explain, diff, verify, session statistics) answer on a hot standby, with and without the
 /// library preloaded, and its writing functions fail with the read-only error 25006.
 ///
-/// Ignored until the extension no longer assigns a transaction id for its catalog reads: every
-/// query it runs goes through pgrx's `SpiClient::update`, whose `Spi::mark_mutable()` calls
-/// `GetCurrentTransactionId()`, and in recovery that fails with "cannot assign TransactionIds
-/// during recovery" (XX000). Run it with `--ignored` to check a fix.
+/// The extension's queries must not ask for a transaction id: in recovery that fails with
+/// "cannot assign TransactionIds during recovery" (pgrx's `SpiClient::update` did; ext/src/spi.rs
+/// runs SPI itself).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "pg_tviews bug: its SPI queries assign a transaction id, which fails in hot standby"]
 async fn extension_functions_work_on_a_hot_standby() {
     let primary = start_primary("primary_fn", true, false, &[]);
     let preloading = or_panic(start_standby(&primary, "standby_fn_preload", true, false));
@@ -989,6 +987,18 @@ async fn subscriber_tviews_miss_replicated_changes_by_default() {
             ensure!(
                 verify == ["tv_product 201 missing", "tv_product 3 different", "tv_review 10001 missing", "tv_review 286 different"],
                 "pg_tviews_verify: {verify:?}"
+            );
+            // The health check says why.
+            let warned: String = s
+                .query_one(
+                    "SELECT severity || ': ' || detail FROM pg_tviews_health_check() WHERE check_name = 'subscribed sources'",
+                    &[],
+                )
+                .await?
+                .get(0);
+            ensure!(
+                warned.starts_with("warning") && warned.contains("tb_review"),
+                "health check: {warned}"
             );
             refresh_all(s).await?;
             assert_exact(s).await.context("after pg_tviews_refresh")?;
