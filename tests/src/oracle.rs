@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use tokio_postgres::Client;
 
 use crate::support::{Db, assert_exact, assert_exact_retrying};
+use crate::{Cluster, StopMode};
 
 /// A generated table: `tb_<name> (id int PRIMARY KEY, v int, s text, fk_* int ...)`.
 #[derive(Debug, Clone)]
@@ -689,6 +690,61 @@ pub async fn run_txn_with(
     finisher: Option<&Client>,
     check_in_txn: bool,
 ) -> Result<Outcome> {
+    if let Some(outcome) = run_body(client, txn, check_in_txn).await? {
+        return Ok(outcome);
+    }
+    if !txn.commit && !txn.two_phase {
+        client.batch_execute("ROLLBACK").await?;
+        return Ok(Outcome::RolledBack);
+    }
+    let end = if txn.two_phase {
+        let gid = match prepare(client).await? {
+            Ok(gid) => gid,
+            Err(outcome) => return Ok(outcome),
+        };
+        let how = if txn.commit { "COMMIT" } else { "ROLLBACK" };
+        finisher
+            .unwrap_or(client)
+            .batch_execute(&format!("{how} PREPARED '{gid}'"))
+            .await
+    } else {
+        client.batch_execute("COMMIT").await
+    };
+    ended(txn, end)
+}
+
+/// The outcome of the statement that ended a transaction.
+fn ended(txn: &Txn, end: Result<(), tokio_postgres::Error>) -> Result<Outcome> {
+    match end {
+        Ok(()) if txn.commit => Ok(Outcome::Committed),
+        Ok(()) => Ok(Outcome::RolledBack),
+        Err(e) => match e.as_db_error() {
+            Some(d) => Ok(Outcome::Failed(d.code().code().to_string())),
+            None => Err(e).context("COMMIT failed without a SQLSTATE"),
+        },
+    }
+}
+
+/// `PREPARE TRANSACTION` under a fresh gid: the gid, or the outcome when
+/// PREPARE failed (the flush runs there).
+async fn prepare(client: &Client) -> Result<Result<String, Outcome>> {
+    let gid = next_gid();
+    match client
+        .batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
+        .await
+    {
+        Ok(()) => Ok(Ok(gid)),
+        Err(e) => match e.as_db_error() {
+            Some(d) => Ok(Err(Outcome::Failed(d.code().code().to_string()))),
+            None => Err(e).context("PREPARE TRANSACTION failed without a SQLSTATE"),
+        },
+    }
+}
+
+/// BEGIN and the statements of `txn`; `Some(outcome)` when the transaction
+/// already ended (a statement failed), `None` when it is open and ready to
+/// end.
+async fn run_body(client: &Client, txn: &Txn, check_in_txn: bool) -> Result<Option<Outcome>> {
     client.batch_execute("BEGIN").await?;
     if txn.statement_mode {
         client
@@ -704,11 +760,11 @@ pub async fn run_txn_with(
             // message from server"): give the connection up; closing it
             // rolls the transaction back, which is the server's abort.
             if matches!(s, Stmt::Copy { .. }) {
-                return Ok(Outcome::Broken);
+                return Ok(Some(Outcome::Broken));
             }
             client.batch_execute("ROLLBACK").await?;
             return match code {
-                Some(c) => Ok(Outcome::Failed(c)),
+                Some(c) => Ok(Some(Outcome::Failed(c))),
                 None => Err(e).context("statement failed without a SQLSTATE"),
             };
         }
@@ -725,7 +781,7 @@ pub async fn run_txn_with(
                         .map(|d| d.code().code().to_string());
                     if let Some(code) = code {
                         client.batch_execute("ROLLBACK").await?;
-                        return Ok(Outcome::Failed(code));
+                        return Ok(Some(Outcome::Failed(code)));
                     }
                     return Err(e.context(format!(
                         "refresh_mode = statement: TVIEWs not exact inside the transaction after statement {}",
@@ -735,37 +791,7 @@ pub async fn run_txn_with(
             }
         }
     }
-    if !txn.commit && !txn.two_phase {
-        client.batch_execute("ROLLBACK").await?;
-        return Ok(Outcome::RolledBack);
-    }
-    let end = if txn.two_phase {
-        let gid = next_gid();
-        if let Err(e) = client
-            .batch_execute(&format!("PREPARE TRANSACTION '{gid}'"))
-            .await
-        {
-            return match e.as_db_error() {
-                Some(d) => Ok(Outcome::Failed(d.code().code().to_string())),
-                None => Err(e).context("PREPARE TRANSACTION failed without a SQLSTATE"),
-            };
-        }
-        let how = if txn.commit { "COMMIT" } else { "ROLLBACK" };
-        finisher
-            .unwrap_or(client)
-            .batch_execute(&format!("{how} PREPARED '{gid}'"))
-            .await
-    } else {
-        client.batch_execute("COMMIT").await
-    };
-    match end {
-        Ok(()) if txn.commit => Ok(Outcome::Committed),
-        Ok(()) => Ok(Outcome::RolledBack),
-        Err(e) => match e.as_db_error() {
-            Some(d) => Ok(Outcome::Failed(d.code().code().to_string())),
-            None => Err(e).context("COMMIT failed without a SQLSTATE"),
-        },
-    }
+    Ok(None)
 }
 
 /// Settings of one oracle run.
@@ -792,12 +818,12 @@ pub struct Report {
 /// engine refuses are skipped (they are counted, not failures): the
 /// oracle judges what is accepted.
 pub async fn setup(
-    db: &Db,
+    client: &Client,
     schema: &Schema,
     rng: &mut StdRng,
     report: &mut Report,
 ) -> Result<Vec<String>> {
-    db.client
+    client
         .batch_execute(&schema.ddl())
         .await
         .context("schema")?;
@@ -813,12 +839,12 @@ pub async fn setup(
             two_phase: false,
         };
         for s in &t.stmts {
-            let _ = s.execute(&db.client).await;
+            let _ = s.execute(client).await;
         }
     }
     let mut accepted = Vec::new();
     for tv in &schema.tviews {
-        match db.client.batch_execute(tv).await {
+        match client.batch_execute(tv).await {
             Ok(()) => {
                 report.tviews += 1;
                 accepted.push(tv.clone())
@@ -849,7 +875,7 @@ pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> 
     let schema = gen_schema(&mut rng);
     let db = Db::fresh(prefix).await?;
     let mut report = Report::default();
-    let accepted = setup(&db, &schema, &mut rng, &mut report).await?;
+    let accepted = setup(&db.client, &schema, &mut rng, &mut report).await?;
     let mut next_id = 10_000;
     let mut log: Vec<Txn> = Vec::new();
     for _ in 0..txns {
@@ -958,6 +984,86 @@ fn initial_rows(rng: &mut StdRng, schema: &Schema) -> Vec<Stmt> {
     out
 }
 
+/// Prepared transactions across server restarts: one session runs the
+/// transactions of `seed` on `cluster` (a cluster of the caller's, which
+/// this restarts); about `restarts` of them are made two-phase, prepared,
+/// and then the server restarts — fast and immediate (a crash) in turn —
+/// with the transaction still prepared, and a new session commits or rolls
+/// it back. Every TVIEW must be exact after the restart (the prepared
+/// changes are not visible yet) and after COMMIT / ROLLBACK PREPARED, as
+/// after every other transaction.
+pub async fn run_across_restarts(
+    cluster: &mut Cluster,
+    seed: u64,
+    txns: usize,
+    restarts: usize,
+) -> Result<Report> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let schema = gen_schema(&mut rng);
+    let name = format!("oracle_restarts_{seed}");
+    cluster.create_database_with_extension(&name)?;
+    let mut client = cluster.connect(&name).await?;
+    let mut report = Report::default();
+    setup(&client, &schema, &mut rng, &mut report).await?;
+    let every = (txns / restarts.max(1)).max(1);
+    let mut next_id = 10_000;
+    let mut done = 0;
+    for i in 0..txns {
+        let mut txn = gen_txn(&mut rng, &schema, &mut next_id);
+        let restart_here = done < restarts && i % every == every - 1;
+        let outcome = if restart_here {
+            txn.two_phase = true;
+            match run_body(&client, &txn, false).await? {
+                Some(outcome) => outcome,
+                None => match prepare(&client).await? {
+                    Err(outcome) => outcome,
+                    Ok(gid) => {
+                        drop(client);
+                        let mode = if done % 2 == 0 {
+                            StopMode::Fast
+                        } else {
+                            StopMode::Immediate
+                        };
+                        cluster
+                            .restart(mode)
+                            .with_context(|| format!("seed {seed}: restart {}", done + 1))?;
+                        done += 1;
+                        client = cluster.connect(&name).await?;
+                        assert_exact(&client).await.with_context(|| {
+                            format!(
+                                "seed {seed}: after restart {done} ({mode:?}) with transaction {} prepared",
+                                i + 1
+                            )
+                        })?;
+                        report.checks += 1;
+                        let how = if txn.commit { "COMMIT" } else { "ROLLBACK" };
+                        let end = client
+                            .batch_execute(&format!("{how} PREPARED '{gid}'"))
+                            .await;
+                        ended(&txn, end)?
+                    }
+                },
+            }
+        } else {
+            run_txn_with(&client, &txn, None, true).await?
+        };
+        match outcome {
+            Outcome::Committed => report.committed += 1,
+            Outcome::RolledBack => report.rolled_back += 1,
+            Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
+            Outcome::Broken => bail!("seed {seed}: the connection was lost alone"),
+        }
+        assert_exact(&client)
+            .await
+            .with_context(|| format!("seed {seed}: TVIEW mismatch after transaction {}", i + 1))?;
+        report.checks += 1;
+    }
+    if done < restarts {
+        bail!("seed {seed}: only {done} of {restarts} restarts happened in {txns} transactions");
+    }
+    Ok(report)
+}
+
 /// A concurrent run: `sessions` clients each running their share of the
 /// transactions at the same time; a separate session checks exactness
 /// after every commit (it sees committed data only).
@@ -971,7 +1077,7 @@ pub async fn run_concurrent(
     let schema = gen_schema(&mut rng);
     let db = Db::fresh(prefix).await?;
     let mut total = Report::default();
-    setup(&db, &schema, &mut rng, &mut total).await?;
+    setup(&db.client, &schema, &mut rng, &mut total).await?;
     let mut handles = Vec::new();
     for s in 0..sessions {
         let mut client = db.session().await?;

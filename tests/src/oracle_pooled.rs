@@ -48,7 +48,7 @@ pub async fn run_pooled(
     let schema = gen_schema(&mut rng);
     let db = Db::fresh(prefix).await?;
     let mut total = Report::default();
-    setup(&db, &schema, &mut rng, &mut total).await?;
+    setup(&db.client, &schema, &mut rng, &mut total).await?;
     let max_clients = u32::try_from(clients).context("too many clients")? + SPARE_CLIENTS;
     let bouncer = Arc::new(Pgbouncer::start(
         db.cluster,

@@ -4,15 +4,18 @@
 //!   reproducible; `random` picks one and prints it);
 //! - `TVIEWS_ORACLE_TXNS`: transactions per mode (default 2000 single-session,
 //!   half that concurrent);
-//! - `TVIEWS_ORACLE_SECONDS`: keep going with new seeds for this long.
+//! - `TVIEWS_ORACLE_SECONDS`: keep going with new seeds for this long;
+//! - `TVIEWS_ORACLE_RESTARTS`: server restarts with a transaction prepared,
+//!   per schema, in `oracle_prepared_across_restarts` (default 6).
 //!
 //! Each seed makes a new random schema; a failure prints the seed and, for
 //! single-session runs, a minimal psql script that reproduces it.
 
 use std::time::{Duration, Instant};
 
-use tviews_tests::oracle::{Report, run_concurrent, run_single};
+use tviews_tests::oracle::{Report, run_across_restarts, run_concurrent, run_single};
 use tviews_tests::support::run;
+use tviews_tests::{Cluster, ClusterOptions};
 
 const TXNS_PER_SCHEMA: usize = 100;
 
@@ -115,6 +118,37 @@ async fn oracle_concurrent() {
             seed - first,
             &total,
         );
+        Ok(())
+    })
+    .await
+}
+
+/// Two-phase commit across restarts: prepared transactions survive fast
+/// and immediate (crash) restarts and are committed or rolled back by a new
+/// session; `TVIEWS_ORACLE_RESTARTS` restarts per schema (default 6).
+#[tokio::test(flavor = "multi_thread")]
+async fn oracle_prepared_across_restarts() {
+    run(|| async {
+        let first = first_seed(3000);
+        let restarts = env_u64("TVIEWS_ORACLE_RESTARTS").unwrap_or(6) as usize;
+        let deadline =
+            env_u64("TVIEWS_ORACLE_SECONDS").map(|s| Instant::now() + Duration::from_secs(s));
+        let mut cluster = Cluster::start(ClusterOptions {
+            name: "oracle_restarts".into(),
+            ..ClusterOptions::default()
+        })?;
+        let mut total = Report::default();
+        let mut seed = first;
+        loop {
+            let r = run_across_restarts(&mut cluster, seed, TXNS_PER_SCHEMA, restarts).await?;
+            add(&mut total, r);
+            seed += 1;
+            match deadline {
+                Some(d) if Instant::now() < d => continue,
+                _ => break,
+            }
+        }
+        summary("prepared across restarts", first, seed - first, &total);
         Ok(())
     })
     .await
