@@ -119,7 +119,7 @@ pub fn ensure_matplotlib() -> Result<PathBuf> {
     Ok(python)
 }
 
-/// Writes `chart-data.json` and `chart.png` into `out`.
+/// Writes `chart.png` into `out` (through `chart-data.json` and `chart.py`, removed after).
 pub fn draw(results: &Results, out: &Path) -> Result<PathBuf> {
     let data_path = out.join("chart-data.json");
     std::fs::write(
@@ -133,6 +133,7 @@ pub fn draw(results: &Results, out: &Path) -> Result<PathBuf> {
     run(Command::new(python).arg(&script).arg(&data_path).arg(&png))
         .context("drawing the chart")?;
     let _ = std::fs::remove_file(&script);
+    let _ = std::fs::remove_file(&data_path);
     Ok(png)
 }
 

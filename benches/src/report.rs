@@ -322,9 +322,23 @@ fn render_safety(results: &Results, out: &mut String) {
                     .ok()
             })
             .sum();
-        let what = wrong
+        // The same difference in every wrong round is said once, with how often.
+        let mut what: Vec<(String, usize)> = Vec::new();
+        for d in wrong.iter().map(|c| c.differences()) {
+            match what.iter_mut().find(|(w, _)| *w == d) {
+                Some((_, n)) => *n += 1,
+                None => what.push((d, 1)),
+            }
+        }
+        let what = what
             .iter()
-            .map(|c| c.differences())
+            .map(|(w, n)| {
+                if *n > 1 {
+                    format!("{w} ({n} rounds)")
+                } else {
+                    w.clone()
+                }
+            })
             .collect::<Vec<_>>()
             .join("; ");
         let verdict = if wrong.is_empty() {
