@@ -16,6 +16,7 @@ pub mod stats;
 pub mod status;
 pub mod verify;
 pub mod version;
+pub mod workload;
 
 use crate::conn::{self, ConnArgs, ConnTarget};
 use crate::failure::{Failure, Outcome};
@@ -50,6 +51,10 @@ pub enum Command {
     /// Show the dependency graph of every TVIEW, or what a change to one source reaches
     #[command(disable_help_flag = true)]
     Graph(graph::GraphArgs),
+    /// Write to the demo read model from several sessions, with prepared transactions
+    // Hidden: it serves the demo and the console's tests (documented in docs/CLI.md).
+    #[command(disable_help_flag = true, hide = true)]
+    Workload(workload::WorkloadArgs),
 }
 
 /// For the commands that take a list of names instead of a positional connection
@@ -64,6 +69,7 @@ impl Command {
             Command::Explain(a) => &a.target,
             Command::Stats(a) => &a.target,
             Command::Graph(a) => &a.target,
+            Command::Workload(a) => &a.target,
             Command::Verify(_) | Command::Refresh(_) => &NO_TARGET,
         }
     }
@@ -88,6 +94,10 @@ pub async fn run(
     command: &Command,
     style: Style,
 ) -> Result<Outcome, Failure> {
+    if let Command::Workload(args) = command {
+        // Opens its own sessions, one per client.
+        return workload::run(conn_args, args).await;
+    }
     let conn = conn::open(conn_args, command.target().conninfo.as_deref()).await?;
     let client = &conn.client;
     let outcome = match command {
@@ -106,6 +116,7 @@ pub async fn run(
         Command::Graph(args) => {
             Outcome::ok(graph::render(&graph::gather(client, args).await?, style)?)
         }
+        Command::Workload(_) => unreachable!("run before connecting"),
     };
     Ok(outcome)
 }
