@@ -52,6 +52,8 @@ const HOLD_SECONDS: (u64, u64) = (5, 20);
 const THINK_MS: (u64, u64) = (10, 100);
 /// Attempts at a transaction that fails with a serialization failure or deadlock.
 const ATTEMPTS: u32 = 5;
+/// How long a stopping run waits for its sessions.
+const STOP_TIMEOUT: Duration = Duration::from_secs(45);
 /// How often a progress line is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
@@ -1258,8 +1260,17 @@ async fn run_local(conn_args: &ConnArgs, args: &WorkloadArgs) -> Result<Outcome,
     }
     let _ = stop_tx.send(true);
     let elapsed = started.elapsed();
+    // Clients stop at once; the two-phase task finishes its transaction first (its
+    // own retries give up after 30 s). A PREPARE stuck behind another run's prepared
+    // transaction is the one thing that could outlast that: stop waiting then.
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
     for task in tasks {
-        let _ = task.await;
+        if tokio::time::timeout_at(deadline, task).await.is_err() {
+            eprintln!(
+                "tviews workload: a session did not stop within {STOP_TIMEOUT:?}; leaving it \
+                 (a transaction it prepares after all is rolled back by the next run)"
+            );
+        }
     }
     drop(control);
     let totals = shared.counters.totals();
