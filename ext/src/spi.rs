@@ -123,9 +123,23 @@ pub fn oid_arg(oid: pg_sys::Oid) -> DatumWithOid<'static> {
 /// with `read_only = false` (a fresh snapshot per statement under READ
 /// COMMITTED) or against a given snapshot. Results come back as text
 /// through each type's output function.
+///
+/// A statement with parameters has two plans. For the common case — a
+/// transaction that changed a few rows, so a few keys or values in each
+/// array argument — a generic plan, made once: planning such a statement
+/// for every call cost as much as running it (docs/PERFORMANCE.md). For
+/// arrays longer than [`GENERIC_MAX_VALUES`], a custom plan per call, so
+/// the planner sees how many values there are (a bulk statement may then
+/// rather hash or scan).
 pub struct Plan {
-    ptr: pg_sys::SPIPlanPtr,
+    sql: std::ffi::CString,
+    argtypes: Vec<pg_sys::Oid>,
+    generic: pg_sys::SPIPlanPtr,
+    custom: std::cell::Cell<pg_sys::SPIPlanPtr>,
 }
+
+/// The longest array argument a generic plan runs with.
+pub const GENERIC_MAX_VALUES: usize = 100;
 
 /// A statement argument.
 pub enum Arg {
@@ -136,22 +150,36 @@ impl Plan {
     /// Prepares `sql`; must be called inside an SPI connection.
     pub fn prepare(sql: &str, argtypes: &[pg_sys::Oid]) -> Plan {
         let c = std::ffi::CString::new(sql).or_raise("statement text");
-        let mut types = argtypes.to_vec();
-        // SAFETY: valid C string and argument type array; errors are raised.
-        unsafe {
-            let ptr = pg_sys::SPI_prepare(c.as_ptr(), types.len() as i32, types.as_mut_ptr());
-            if ptr.is_null() {
-                let code = pg_sys::SPI_result;
-                crate::error::raise_with(
-                    "XX000",
-                    format!("pg_tviews: could not prepare a statement (SPI error {code})"),
-                    Some(sql.to_string()),
-                    None,
-                );
-            }
-            pg_sys::SPI_keepplan(ptr);
-            Plan { ptr }
+        let options = if argtypes.is_empty() {
+            0
+        } else {
+            pg_sys::CURSOR_OPT_GENERIC_PLAN as i32
+        };
+        let generic = prepare_kept(&c, argtypes, options);
+        Plan {
+            sql: c,
+            argtypes: argtypes.to_vec(),
+            generic,
+            custom: std::cell::Cell::new(std::ptr::null_mut()),
         }
+    }
+
+    /// The plan for these arguments.
+    fn plan_for(&self, args: &[Arg]) -> pg_sys::SPIPlanPtr {
+        let long = args.iter().any(|a| match a {
+            Arg::TextArray(v) => v.len() > GENERIC_MAX_VALUES,
+        });
+        if !long {
+            return self.generic;
+        }
+        if self.custom.get().is_null() {
+            self.custom.set(prepare_kept(
+                &self.sql,
+                &self.argtypes,
+                pg_sys::CURSOR_OPT_CUSTOM_PLAN as i32,
+            ));
+        }
+        self.custom.get()
     }
 
     /// Runs the statement; `snapshot` runs it read-only against that
@@ -169,11 +197,12 @@ impl Plan {
             values.push(d.unwrap_or(pg_sys::Datum::from(0)));
         }
         let nulls: Vec<std::ffi::c_char> = vec![b' ' as std::ffi::c_char; values.len()];
+        let plan = self.plan_for(args);
         // SAFETY: the plan is valid and kept; values match its argument types.
         unsafe {
             let rc = match snapshot {
                 Some(s) => pg_sys::SPI_execute_snapshot(
-                    self.ptr,
+                    plan,
                     values.as_mut_ptr(),
                     nulls.as_ptr(),
                     s,
@@ -183,7 +212,7 @@ impl Plan {
                     0,
                 ),
                 None => pg_sys::SPI_execute_plan(
-                    self.ptr,
+                    plan,
                     values.as_mut_ptr(),
                     nulls.as_ptr(),
                     false,
@@ -205,7 +234,41 @@ impl Plan {
 
 impl Drop for Plan {
     fn drop(&mut self) {
-        // SAFETY: frees the kept plan; valid outside an SPI connection too.
-        unsafe { pg_sys::SPI_freeplan(self.ptr) };
+        // SAFETY: frees the kept plans; valid outside an SPI connection too.
+        unsafe {
+            pg_sys::SPI_freeplan(self.generic);
+            if !self.custom.get().is_null() {
+                pg_sys::SPI_freeplan(self.custom.get());
+            }
+        }
+    }
+}
+
+/// `SPI_prepare_cursor` + `SPI_keepplan`, raising on failure.
+fn prepare_kept(
+    sql: &std::ffi::CStr,
+    argtypes: &[pg_sys::Oid],
+    options: i32,
+) -> pg_sys::SPIPlanPtr {
+    let mut types = argtypes.to_vec();
+    // SAFETY: valid C string and argument type array; errors are raised.
+    unsafe {
+        let ptr = pg_sys::SPI_prepare_cursor(
+            sql.as_ptr(),
+            types.len() as i32,
+            types.as_mut_ptr(),
+            options,
+        );
+        if ptr.is_null() {
+            let code = pg_sys::SPI_result;
+            crate::error::raise_with(
+                "XX000",
+                format!("pg_tviews: could not prepare a statement (SPI error {code})"),
+                Some(sql.to_string_lossy().into_owned()),
+                None,
+            );
+        }
+        pg_sys::SPI_keepplan(ptr);
+        ptr
     }
 }
