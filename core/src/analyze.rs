@@ -87,6 +87,10 @@ pub struct Source {
     /// Columns of the relation the definition reads (a change to another
     /// column cannot change the TVIEW).
     pub columns_read: Vec<String>,
+    /// The definition reads a system column (`ctid`, `xmin`...) of it: every
+    /// update changes what it reads.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub reads_system_columns: bool,
     pub mapping: Mapping,
 }
 
@@ -144,7 +148,7 @@ impl KeyPath {
 
 /// Per relation while analysing: its key paths, why it needs full
 /// rebuilds (if it does), and the attribute numbers read.
-type RelationFacts = (Vec<KeyPath>, Option<String>, BTreeSet<i64>);
+type RelationFacts = (Vec<KeyPath>, Option<String>, BTreeSet<i64>, bool);
 
 /// A column of a base relation occurrence: (scope, range table index, attnum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -968,6 +972,8 @@ impl<'a> Analyzer<'a> {
                     all_columns = true;
                 } else if att > 0 {
                     entry.2.insert(att);
+                } else {
+                    entry.3 = true;
                 }
             }
             if all_columns {
@@ -999,7 +1005,7 @@ impl<'a> Analyzer<'a> {
         let key_rel = self.base_rtes[&anchor.rte()];
         let key_relation_column = self.col_name(anchor)?;
         let mut sources = Vec::new();
-        for (oid, (mut paths, full, read)) in per_relation {
+        for (oid, (mut paths, full, read, system)) in per_relation {
             let rel = self.relation(oid)?;
             paths.sort();
             let mapping = match full {
@@ -1015,6 +1021,7 @@ impl<'a> Analyzer<'a> {
                 schema: rel.schema.clone(),
                 name: rel.name.clone(),
                 columns_read,
+                reads_system_columns: system,
                 mapping,
             });
         }

@@ -254,12 +254,95 @@ fn start_expr(path: &KeyPath, cast: Option<&str>) -> String {
     }
 }
 
+/// The source's primary key, for telling which rows an UPDATE really
+/// changed: (column, type name as `format_type` gives it under the
+/// maintenance search_path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateFilter {
+    pub key: Vec<(String, String)>,
+}
+
+const CHANGED_OLD: &str = "tviews_changed_old";
+const CHANGED_NEW: &str = "tviews_changed_new";
+
+/// The `WITH` clause naming the old and new rows an UPDATE changed in a
+/// column some reader reads, or `None` when that cannot be told safely (no
+/// usable primary key, a system column read, a key of a type whose `=` is
+/// not in pg_catalog).
+fn update_filter(
+    source: Oid,
+    readers: &[(usize, &Analysis, &RefreshPlan)],
+    links: &[crate::locks::Target],
+    filter: Option<&UpdateFilter>,
+) -> Option<String> {
+    let filter = filter?;
+    if filter.key.is_empty()
+        || filter
+            .key
+            .iter()
+            .any(|(_, t)| t.contains('.') || t.contains('"') || t.ends_with("[]"))
+    {
+        return None;
+    }
+    let mut read: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for (_, analysis, _) in readers {
+        for s in analysis.sources.iter().filter(|s| s.relation == source) {
+            if s.reads_system_columns {
+                return None;
+            }
+            read.extend(s.columns_read.iter().cloned());
+            if let Mapping::Keyed { paths } = &s.mapping {
+                read.extend(paths.iter().map(|p| p.column.clone()));
+            }
+        }
+    }
+    read.extend(links.iter().map(|l| l.column.clone()));
+    if read.is_empty() {
+        return None;
+    }
+    let row = |alias: &str| {
+        let cols: Vec<String> = read
+            .iter()
+            .map(|c| format!("{alias}.{}", ident(c)))
+            .collect();
+        format!("ROW({})", cols.join(", "))
+    };
+    let same_key = filter
+        .key
+        .iter()
+        .map(|(c, _)| format!("a.{c} OPERATOR(pg_catalog.=) b.{c}", c = ident(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let side = |name: &str, this: &str, other: &str| {
+        format!(
+            "{name} AS (SELECT a.* FROM {this} AS a WHERE NOT EXISTS (SELECT FROM {other} AS b \
+             WHERE {same_key} AND pg_catalog.record_image_eq({}, {})))",
+            row("a"),
+            row("b")
+        )
+    };
+    Some(format!(
+        "WITH {}, {}",
+        side(CHANGED_OLD, &ident(OLD_TABLE), &ident(NEW_TABLE)),
+        side(CHANGED_NEW, &ident(NEW_TABLE), &ident(OLD_TABLE))
+    ))
+}
+
 /// Builds the capture plan of one source for the TVIEWs reading it.
 /// `readers` pairs each TVIEW's index with its analysis and plan.
+///
+/// With `filter` (the source's primary key; the caller leaves it out when
+/// row-level security may read other columns), an UPDATE captures only the
+/// rows in which a column some TVIEW reads changed: each new row is paired
+/// with its old version by the primary key, and the pair is dropped when
+/// the columns read are identical (`record_image_eq`, binary image
+/// equality: any type, and never equal when the value changed). A row whose key changed has no
+/// partner and is captured on both sides, as before.
 pub fn capture_plan(
     source: Oid,
     readers: &[(usize, &Analysis, &RefreshPlan)],
     links: &[crate::locks::Target],
+    filter: Option<&UpdateFilter>,
 ) -> CapturePlan {
     // Distinct value expressions over the transition rows, and their users.
     let mut exprs: Vec<String> = Vec::new();
@@ -341,10 +424,14 @@ pub fn capture_plan(
             parts.join(" UNION ")
         ))
     };
+    let on_update = match update_filter(source, readers, links, filter) {
+        Some(with) => select(&[CHANGED_OLD, CHANGED_NEW]).map(|q| format!("{with} {q}")),
+        None => select(&[OLD_TABLE, NEW_TABLE]),
+    };
     CapturePlan {
         source,
         on_insert: select(&[NEW_TABLE]),
-        on_update: select(&[OLD_TABLE, NEW_TABLE]),
+        on_update,
         on_delete: select(&[OLD_TABLE]),
         slots,
         full,

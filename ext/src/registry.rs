@@ -16,7 +16,9 @@ use tviews_core::TviewError;
 use tviews_core::analyze::{Analysis, Target, analyze};
 use tviews_core::graph::{GraphNode, TviewGraph};
 use tviews_core::locks::{LockPlan, link_columns, lock_plan};
-use tviews_core::plan::{CapturePlan, RefreshPlan, TviewNames, capture_plan, refresh_plan};
+use tviews_core::plan::{
+    CapturePlan, RefreshPlan, TviewNames, UpdateFilter, capture_plan, refresh_plan,
+};
 
 use crate::error::raise;
 use crate::spi::Plan;
@@ -285,7 +287,8 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         }) || readers
             .iter()
             .any(|i| setting_sensitive(&tviews[*i].analysis.key.type_name));
-        let plan = capture_plan(source, &args, &source_links);
+        let filter = update_filter(client, source);
+        let plan = capture_plan(source, &args, &source_links, filter.as_ref());
         sources.insert(
             pg_sys::Oid::from(source),
             Source {
@@ -306,6 +309,39 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         ext_owner,
         catalog_relid,
     }))
+}
+
+/// The source's primary key, with which an UPDATE captures only rows whose
+/// columns read by a TVIEW changed; `None` without one, or when row-level
+/// security is enabled (a policy may read any column, and its verdict
+/// decides what the owner's definition sees).
+fn update_filter(client: &mut SpiClient<'_>, source: u32) -> Option<UpdateFilter> {
+    let rows = spi::rows(
+        client,
+        "SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, NULL), c.relrowsecurity::pg_catalog.text
+         FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary
+         CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, n)
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+         WHERE c.oid = $1
+         ORDER BY k.n",
+        &[spi::oid_arg(pg_sys::Oid::from(source))],
+    );
+    if rows.is_empty()
+        || rows
+            .iter()
+            .any(|r| r.get(2).cloned().flatten().as_deref() != Some("false"))
+    {
+        return None;
+    }
+    let key = rows
+        .into_iter()
+        .map(|r| {
+            let field = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+            (field(0), field(1))
+        })
+        .collect();
+    Some(UpdateFilter { key })
 }
 
 /// Types whose text form depends on DateStyle, TimeZone, IntervalStyle,
