@@ -77,6 +77,12 @@ pub struct KeyColumn {
     pub type_name: String,
     pub relation: Oid,
     pub relation_column: String,
+    /// The definition may return a NULL key: the column is nullable, or
+    /// its relation is on the nullable side of an outer join, with no
+    /// `WHERE key IS NOT NULL` (or equality) above. A keyed refresh then
+    /// checks that no NULL key appeared (it cannot see such rows).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub nullable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -224,7 +230,12 @@ pub fn analyze(target: &Target<'_>, tree: &Value, catalog: &Catalog) -> Result<A
     // missed would get no capture trigger and go stale silently.
     let mut read = BTreeSet::new();
     for t in std::iter::once(tree).chain(parsed_views.iter().map(|(_, v)| v)) {
-        t.walk(&mut |n| {
+        // A CTE nothing references is never run (a SELECT's CTEs run when
+        // read): what it reads does not matter.
+        t.walk_pruned(&mut |n| {
+            if n.is("COMMONTABLEEXPR") && n.int("cterefcount") == Some(0) {
+                return false;
+            }
             if n.is("RANGETBLENTRY")
                 && n.int("rtekind") == Some(RTE_RELATION)
                 && matches!(n.str("relkind"), Some("r") | Some("p"))
@@ -232,6 +243,7 @@ pub fn analyze(target: &Target<'_>, tree: &Value, catalog: &Catalog) -> Result<A
             {
                 read.insert(oid);
             }
+            true
         });
     }
     for oid in read {
@@ -571,6 +583,14 @@ impl<'a> Analyzer<'a> {
                         continue;
                     }
                     let rel = self.relation(oid)?;
+                    if matches!(rel.schema.as_str(), "pg_catalog" | "information_schema")
+                        && rel.kind != 'v'
+                    {
+                        return Err(TviewError::UnsupportedSource {
+                            relation: rel.display_name(),
+                            why: "it is a system catalog (its changes fire no triggers, so they cannot be captured)".into(),
+                        });
+                    }
                     match rel.kind {
                         'r' | 'p' => {
                             self.base_rtes.insert(RteRef { scope: id, rt }, oid);
@@ -1025,17 +1045,86 @@ impl<'a> Analyzer<'a> {
                 mapping,
             });
         }
+        let nullable = anchors.iter().any(|a| self.may_be_null(*a));
         Ok(Analysis {
             key: KeyColumn {
                 name: wanted,
                 type_name: key_type,
                 relation: key_rel,
                 relation_column: key_relation_column,
+                nullable,
             },
             columns,
             sources,
             aggregated,
         })
+    }
+
+    /// Whether the key column `anchor` can be NULL in the definition's
+    /// result: from its scope up to the top, a nullable column or an outer
+    /// join's nullable side makes it so, a `WHERE` condition that is false
+    /// for NULL (`IS NOT NULL`, an equality) undoes it.
+    fn may_be_null(&self, anchor: Col) -> bool {
+        let Some(oid) = self.base_rtes.get(&anchor.rte()).copied() else {
+            return true;
+        };
+        let mut nullable = self
+            .relation(oid)
+            .ok()
+            .and_then(|r| r.column(anchor.att))
+            .is_none_or(|c| !c.not_null);
+        let (mut scope, mut rt) = (anchor.scope, anchor.rt);
+        loop {
+            let query = self.scopes[scope].query;
+            if let Some(jt) = query.node("jointree") {
+                if nullable_side(jt, rt as i64, false) == Some(true) {
+                    nullable = true;
+                }
+                let mut where_ = Vec::new();
+                if let Some(q) = jt.node("quals") {
+                    and_args(q, &mut where_);
+                }
+                if where_.iter().any(|c| self.rejects_null(scope, c, anchor)) {
+                    nullable = false;
+                }
+            }
+            let Some(parent) = self.scopes[scope].parent else {
+                break;
+            };
+            let Some(prt) = self.scopes[parent]
+                .rte_scopes
+                .iter()
+                .find(|(_, child)| **child == scope)
+                .map(|(rt, _)| *rt)
+            else {
+                // Reached through a sublink or a CTE: stay conservative.
+                return true;
+            };
+            scope = parent;
+            rt = prt;
+        }
+        nullable
+    }
+
+    /// Whether condition `c` (a WHERE conjunct of `scope`) is false or
+    /// NULL when column `col` is NULL.
+    fn rejects_null(&self, scope: usize, c: &Node, col: Col) -> bool {
+        let is_col = |e: &Node| self.resolve(scope, e, 0) == Some(col);
+        match c.tag.as_str() {
+            // nulltesttype 1 is IS_NOT_NULL.
+            "NULLTEST" => {
+                c.int("nulltesttype") == Some(1)
+                    && !c.bool("argisrow")
+                    && c.node("arg").is_some_and(is_col)
+            }
+            "OPEXPR" => {
+                c.uint("opno")
+                    .and_then(|o| self.catalog.operators.get(&o))
+                    .is_some_and(|op| op.equality)
+                    && c.list("args").iter().filter_map(Value::as_node).any(is_col)
+            }
+            _ => false,
+        }
     }
 
     /// The ways rows of occurrence `rte` lead to rows of other occurrences.
@@ -1284,6 +1373,34 @@ fn scope_nodes<'a>(query: &'a Node, f: &mut dyn FnMut(&'a Node)) {
         if name != "cteList" {
             visit(v, f);
         }
+    }
+}
+
+/// Whether range table entry `rt` is on the nullable side of an outer join
+/// in join tree `n` (`None`: not in it). Join types: 1 LEFT, 2 FULL, 3 RIGHT.
+fn nullable_side(n: &Node, rt: i64, nullable: bool) -> Option<bool> {
+    match n.tag.as_str() {
+        "RANGETBLREF" => (n.int("rtindex") == Some(rt)).then_some(nullable),
+        "FROMEXPR" => n
+            .list("fromlist")
+            .iter()
+            .filter_map(Value::as_node)
+            .find_map(|c| nullable_side(c, rt, nullable)),
+        "JOINEXPR" => {
+            let (left, right) = match n.int("jointype").unwrap_or(0) {
+                1 => (false, true),
+                2 => (true, true),
+                3 => (true, false),
+                _ => (false, false),
+            };
+            n.node("larg")
+                .and_then(|l| nullable_side(l, rt, nullable || left))
+                .or_else(|| {
+                    n.node("rarg")
+                        .and_then(|r| nullable_side(r, rt, nullable || right))
+                })
+        }
+        _ => None,
     }
 }
 

@@ -105,6 +105,16 @@ impl Node {
             v.walk(f);
         }
     }
+
+    /// Like [`Node::walk`], but skips the children of nodes for which `f`
+    /// returns false.
+    pub fn walk_pruned<'a>(&'a self, f: &mut dyn FnMut(&'a Node) -> bool) {
+        if f(self) {
+            for (_, v) in &self.fields {
+                v.walk_pruned(f);
+            }
+        }
+    }
 }
 
 impl Value {
@@ -147,6 +157,14 @@ impl Value {
         match self {
             Value::Node(n) => n.walk(f),
             Value::List(l) => l.iter().for_each(|v| v.walk(f)),
+            _ => {}
+        }
+    }
+
+    pub fn walk_pruned<'a>(&'a self, f: &mut dyn FnMut(&'a Node) -> bool) {
+        match self {
+            Value::Node(n) => n.walk_pruned(f),
+            Value::List(l) => l.iter().for_each(|v| v.walk_pruned(f)),
             _ => {}
         }
     }

@@ -65,6 +65,11 @@ pub struct RefreshPlan {
     pub digest_keys: String,
     /// The same over every row.
     pub digest_all: String,
+    /// When the definition may return a NULL key (which a keyed refresh
+    /// cannot see, and the TVIEW cannot hold): a query returning a row if
+    /// it does. Run after each keyed refresh.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub null_keys: Option<String>,
     /// One per join path, in the order of [`RefreshPlan::paths`]:
     /// `$1 text[]` start values → rows of one text column, the keys.
     pub derive: Vec<String>,
@@ -177,6 +182,10 @@ pub fn refresh_plan(names: TviewNames, analysis: &Analysis) -> RefreshPlan {
         apply_all,
         digest_keys,
         digest_all,
+        null_keys: analysis
+            .key
+            .nullable
+            .then(|| format!("SELECT 1 FROM {view} AS v WHERE v.{key} IS NULL LIMIT 1")),
         derive,
         paths,
     }

@@ -17,7 +17,6 @@
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use tviews_core::TviewError;
 use tviews_core::sql::{ident, literal, qualified};
 
 use crate::error::{raise, raise_with};
@@ -256,11 +255,8 @@ fn adopt(relid: pg_sys::Oid, args: &[String]) {
     registry::invalidate();
     // Loading the registry analyses the definition: a restore into a
     // database where it no longer works fails here, naming the TVIEW.
-    let reg = registry::get();
-    if reg.as_ref().and_then(|r| r.tview(relid)).is_none() {
-        raise(&TviewError::Internal(format!(
-            "the restored TVIEW {display} is missing from the registry"
-        )));
+    if let Some(reg) = registry::get() {
+        reg.require(relid);
     }
 }
 

@@ -73,7 +73,26 @@ fn pg_tviews_drop(tview: &str, cascade: default!(bool, false)) {
 /// always maintained without it). Returns the number of rows it holds.
 #[pg_extern(volatile)]
 fn pg_tviews_refresh(tview: &str) -> i64 {
-    let relid = Spi::connect_mut(|client| require_tview(client, tview));
+    let relid = Spi::connect_mut(|client| {
+        let relid = require_tview(client, tview);
+        // As REFRESH MATERIALIZED VIEW: the owner's right (a rebuild locks
+        // every source against writers until commit).
+        let owns = spi::one(
+            client,
+            "SELECT pg_catalog.pg_has_role(relowner, 'USAGE')::pg_catalog.text FROM pg_catalog.pg_class WHERE oid = $1",
+            &[spi::oid_arg(relid)],
+        );
+        if owns.as_deref() != Some("true") {
+            let name = display_name(client, relid);
+            raise_with(
+                "42501",
+                format!("must be owner of TVIEW {name}"),
+                None,
+                Some("Ask its owner (or a superuser) to rebuild it.".into()),
+            );
+        }
+        relid
+    });
     queue::mark_full(relid);
     flush::flush_pending();
     Spi::connect_mut(|client| {
@@ -91,7 +110,7 @@ fn pg_tviews_refresh(tview: &str) -> i64 {
 fn pg_tviews_diff(tview: &str) -> i64 {
     let relid = Spi::connect_mut(|client| require_tview(client, tview));
     let Some(reg) = registry::get() else { return 0 };
-    let Some(tv) = reg.tview(relid) else { return 0 };
+    let tv = reg.require(relid);
     let (table, view) = (tv.names.table(), tv.names.view());
     // ROW(alias.*): a column named like the alias cannot capture the reference.
     let sql = format!(
@@ -262,9 +281,7 @@ fn pg_tviews_statements(
     let Some(reg) = registry::get() else {
         return TableIterator::new(Vec::new());
     };
-    let Some(tv) = reg.tview(relid) else {
-        return TableIterator::new(Vec::new());
-    };
+    let tv = reg.require(relid);
     let qualified = |schema: &str, name: &str| format!("{schema}.{name}");
     let key_rel = tv
         .analysis
@@ -376,9 +393,7 @@ fn pg_tviews_verify(
     let Some(reg) = registry::get() else {
         return TableIterator::new(Vec::new());
     };
-    let Some(tv) = reg.tview(relid) else {
-        return TableIterator::new(Vec::new());
-    };
+    let tv = reg.require(relid);
     let (table, view) = (tv.names.table(), tv.names.view());
     let key = tviews_core::sql::ident(&tv.plan.key);
     let sql = format!(

@@ -66,6 +66,11 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
         // A trigger left on a table no TVIEW reads any more: nothing to do.
         return;
     };
+    // A TVIEW reading this table cannot be maintained: the write fails
+    // rather than leave it stale.
+    if let Some(b) = source.broken.first().and_then(|i| reg.broken.get(*i)) {
+        b.raise();
+    }
     if op == pg_sys::TRIGGER_EVENT_TRUNCATE {
         for t in &source.readers {
             queue::mark_full(*t);

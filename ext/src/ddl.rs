@@ -21,7 +21,6 @@ use std::ffi::{CStr, CString};
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use tviews_core::TviewError;
 use tviews_core::analyze::{Target, analyze};
 use tviews_core::sql::{ident, literal, qualified};
 
@@ -225,7 +224,11 @@ unsafe fn on_command_start(fcinfo: pg_sys::FunctionCallInfo) {
             );
         }
         let query = (*ctas).query;
-        if query.is_null() || (*query).type_ != pg_sys::NodeTag::T_Query {
+        // CREATE TABLE ... AS EXECUTE arrives as a utility Query.
+        if query.is_null()
+            || (*query).type_ != pg_sys::NodeTag::T_Query
+            || (*(query as *mut pg_sys::Query)).commandType != pg_sys::CmdType::CMD_SELECT
+        {
             raise_with(
                 "0A000",
                 "CREATE TABLE ... AS EXECUTE cannot create a TVIEW",
@@ -329,11 +332,20 @@ fn finish_create(relid: pg_sys::Oid, p: &PendingCreate) {
         let safe = vec![("search_path".to_string(), "pg_catalog".to_string())];
         security::as_user(ext_owner, false, || {
             security::with_settings(&safe, || {
-                spi::run(
-                    client,
-                    &format!("CREATE VIEW {view_q} ({col_list}) AS {}", p.sql),
-                    &[],
-                );
+                let create = format!("CREATE VIEW {view_q} ({col_list}) AS {}", p.sql);
+                let mut c = std::panic::AssertUnwindSafe(&mut *client);
+                PgTryBuilder::new(std::panic::AssertUnwindSafe(|| spi::run(&mut c, &create, &[])))
+                    // A view over a temporary table would be temporary,
+                    // which schema tviews cannot hold.
+                    .catch_when(PgSqlErrorCode::ERRCODE_INVALID_TABLE_DEFINITION, |e| {
+                        raise_with(
+                            "0A000",
+                            format!("TVIEW {name} cannot read temporary tables"),
+                            Some(caught_detail(&e)),
+                            Some("A temporary table is visible to one session only: read permanent tables.".into()),
+                        )
+                    })
+                    .execute();
                 spi::run(
                     client,
                     &format!("ALTER VIEW {view_q} OWNER TO {owner_ident}"),
@@ -537,11 +549,7 @@ fn caught_detail(e: &pgrx::pg_sys::panic::CaughtError) -> String {
 /// rather than at the first write.
 fn validate(relid: pg_sys::Oid, refill: bool) {
     let Some(reg) = registry::get() else { return };
-    let Some(tv) = reg.tview(relid) else {
-        raise(&TviewError::Internal(
-            "a new TVIEW is missing from the registry".into(),
-        ))
-    };
+    let tv = reg.require(relid);
     Spi::connect_mut(|_client| {
         security::as_user(tv.owner, true, || {
             security::with_settings(&tv.settings, || {
@@ -784,6 +792,14 @@ pub fn create_statement(
     .into_iter()
     .filter_map(|r| r.into_iter().next().flatten())
     .collect();
+    if !parts.last().is_some_and(|n| n.starts_with(PREFIX)) {
+        raise_with(
+            "42602",
+            format!("a TVIEW's name starts with {PREFIX}: \"{name}\""),
+            Some("CREATE TABLE ... AS makes a TVIEW of a table named tv_...; the functions follow the same rule.".into()),
+            Some(format!("Name it {PREFIX}{}.", parts.last().map(String::as_str).unwrap_or(name))),
+        );
+    }
     let target = parts.iter().map(|p| ident(p)).collect::<Vec<_>>().join(".");
     let with = key
         .map(|k| format!(" WITH (tviews.key = {})", literal(k)))

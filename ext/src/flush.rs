@@ -337,8 +337,32 @@ impl Job {
                     .run(&[Arg::TextArray(keys.iter().cloned().collect())], None)
             })
         });
-        c.apply_time += started.elapsed();
         c.statements += 1;
+        if let Some(sql) = &tv.plan.null_keys {
+            // Rows with a NULL key are in no key set: look for them.
+            let found = security::with_settings(&tv.settings, || {
+                prepared(&tv.null_keys, sql, &[]).run(&[], None)
+            });
+            c.statements += 1;
+            if !found.is_empty() {
+                raise_with(
+                    "23502",
+                    format!(
+                        "TVIEW {}: its definition returned a NULL key",
+                        tv.names.display()
+                    ),
+                    Some(format!(
+                        "After this transaction's changes the definition returns a row whose key column \"{}\" is NULL; a TVIEW cannot hold it.",
+                        tv.plan.key
+                    )),
+                    Some(format!(
+                        "Filter out rows where \"{}\" is NULL in the definition (WHERE ... IS NOT NULL), or keep the change from making it NULL.",
+                        tv.plan.key
+                    )),
+                );
+            }
+        }
+        c.apply_time += started.elapsed();
         count_result(tv, &result, c);
     }
 }
@@ -583,6 +607,30 @@ fn guard_definition_errors<R>(tview: &str, key: &str, f: impl FnOnce() -> R) -> 
                 Some(detail),
                 Some(format!("Filter out rows where \"{key}\" is NULL in the definition.")),
             )
+        })
+        // Any other error of the definition (a division by zero, a failed
+        // cast...): the same error, saying which TVIEW's refresh hit it.
+        .catch_others(|e| match e {
+            pgrx::pg_sys::panic::CaughtError::PostgresError(r)
+            | pgrx::pg_sys::panic::CaughtError::ErrorReport(r) => {
+                let context = format!("while refreshing TVIEW {tview}");
+                let detail = match r.detail() {
+                    Some(d) => format!("{d}\n({context})"),
+                    None => format!("Raised {context}."),
+                };
+                let mut report = pgrx::pg_sys::panic::ErrorReport::new(
+                    r.sql_error_code(),
+                    r.message().to_string(),
+                    "pg_tviews",
+                )
+                .set_detail(detail);
+                if let Some(h) = r.hint() {
+                    report = report.set_hint(h.to_string());
+                }
+                report.report(PgLogLevel::ERROR);
+                unreachable!("ERROR does not return")
+            }
+            other => other.rethrow(),
         })
         .execute()
 }

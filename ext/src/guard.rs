@@ -48,6 +48,21 @@ pub extern "C" fn pg_finfo_tviews_guard() -> &'static pg_sys::Pg_finfo_record {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn tviews_guard(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: fcinfo is valid; the context is checked to be TriggerData.
+    let rel = unsafe {
+        let ctx = (*fcinfo).context;
+        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+            raise_with(
+                "39P01",
+                "tviews.guard() was not called as a trigger",
+                None,
+                Some(
+                    "It is installed by pg_tviews on every TVIEW; do not call it directly.".into(),
+                ),
+            );
+        }
+        (*(*(ctx as *mut pg_sys::TriggerData)).tg_relation).rd_id
+    };
     if MAINTAINING.with(Cell::get) > 0 {
         return pg_sys::Datum::from(0);
     }
@@ -55,19 +70,13 @@ pub unsafe extern "C-unwind" fn tviews_guard(fcinfo: pg_sys::FunctionCallInfo) -
     if crate::settings::ALLOW_DIRECT_WRITES.get() && unsafe { pg_sys::superuser() } {
         return pg_sys::Datum::from(0);
     }
-    // SAFETY: fcinfo is valid; the context is checked to be TriggerData.
+    // SAFETY: get_rel_name returns a palloc'd name or NULL.
     let name = unsafe {
-        let ctx = (*fcinfo).context;
-        if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
+        let p = pg_sys::get_rel_name(rel);
+        if p.is_null() {
             String::from("a TVIEW")
         } else {
-            let rel = (*(ctx as *mut pg_sys::TriggerData)).tg_relation;
-            let p = pg_sys::get_rel_name((*rel).rd_id);
-            if p.is_null() {
-                String::from("a TVIEW")
-            } else {
-                std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
-            }
+            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
         }
     };
     let hint = if is_copy() {

@@ -278,9 +278,7 @@ fn pg_tviews_explain(
     let Some(reg) = registry::get() else {
         return String::new();
     };
-    let Some(tv) = reg.tview(relid) else {
-        return String::new();
-    };
+    let tv = reg.require(relid);
     let e = registry::explain(&reg, tv);
     match format {
         "text" => e.to_text(verbose),

@@ -48,14 +48,44 @@ pub struct Tview {
     pub apply_all: OnceCell<Plan>,
     pub digest_keys: OnceCell<Plan>,
     pub digest_all: OnceCell<Plan>,
+    pub null_keys: OnceCell<Plan>,
     pub derive: Vec<OnceCell<Plan>>,
     pub forward: Vec<OnceCell<Plan>>,
     pub reverse: Vec<OnceCell<Plan>>,
 }
 
+/// A TVIEW that cannot be maintained any more, and why.
+pub struct Broken {
+    pub relid: pg_sys::Oid,
+    pub display: String,
+    pub error: TviewError,
+    /// The tables its backing view reads (through views), from pg_depend.
+    pub sources: Vec<u32>,
+}
+
+impl Broken {
+    /// Raises its error, naming it.
+    pub fn raise(&self) -> ! {
+        crate::error::raise_with(
+            self.error.sqlstate(),
+            format!(
+                "TVIEW {} cannot be maintained any more: {}",
+                self.display, self.error
+            ),
+            self.error.detail(),
+            Some(format!(
+                "Its definition stopped passing pg_tviews' checks after it was created (for example, a function it calls was made VOLATILE). Undo that change, or replace the TVIEW with pg_tviews_create_or_replace('{}', ...), or DROP TABLE {}.",
+                self.display, self.display
+            )),
+        )
+    }
+}
+
 /// One source relation and what its capture trigger does.
 pub struct Source {
     pub plan: CapturePlan,
+    /// Indexes into [`Registry::broken`] of the broken TVIEWs reading it.
+    pub broken: Vec<usize>,
     /// The TVIEW relids behind the plan's indexes.
     pub readers: Vec<pg_sys::Oid>,
     /// Whether a captured value's text form depends on settings (dates,
@@ -69,6 +99,10 @@ pub struct Source {
 pub struct Registry {
     /// In flush order (dependencies first).
     pub tviews: Vec<Tview>,
+    /// TVIEWs whose definition no longer passes the analysis (say, a
+    /// function it calls was made VOLATILE): they are not maintained, and
+    /// every write that would need them fails with their error.
+    pub broken: Vec<Broken>,
     pub index: HashMap<pg_sys::Oid, usize>,
     pub sources: HashMap<pg_sys::Oid, Source>,
     pub ext_owner: pg_sys::Oid,
@@ -83,13 +117,33 @@ thread_local! {
 }
 
 pub fn register_invalidation() {
-    // SAFETY: registering a relcache callback once per backend, in _PG_init.
+    // SAFETY: registering cache callbacks once per backend, in _PG_init.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(
             Some(on_relcache_invalidation),
             pg_sys::Datum::from(0),
-        )
+        );
+        // A function a definition calls may change volatility (or come
+        // back): analyse again.
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::PROCOID as i32,
+            Some(on_function_invalidation),
+            pg_sys::Datum::from(0),
+        );
     };
+}
+
+/// Syscache invalidation of pg_proc: only flags.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_function_invalidation(
+    _arg: pg_sys::Datum,
+    _cacheid: i32,
+    _hash: u32,
+) {
+    if !DIRTY.with(Cell::get) {
+        DIRTY.with(|d| d.set(true));
+        crate::shmem::cache_invalidation();
+    }
 }
 
 /// Relcache invalidation: must not touch the catalogs; only flags.
@@ -174,6 +228,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
     );
     let mut watched: HashSet<pg_sys::Oid> = HashSet::from([catalog_relid]);
     let mut tviews = Vec::new();
+    let mut broken: Vec<Broken> = Vec::new();
     // (relation, column) whose type's text form depends on settings.
     let mut sensitive: HashSet<(u32, String)> = HashSet::new();
     for r in rows {
@@ -190,18 +245,35 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
             view_schema: field(7),
             view_name: field(8),
         };
-        let (tree, catalog) = introspect::definition(client, view)?;
-        let analysis = analyze(
-            &Target {
-                schema: &names.schema,
-                name: &names.name,
-                key_column: Some(&key),
-            },
-            &tree,
-            &catalog,
-        )?;
         watched.insert(relid);
         watched.insert(view);
+        let analysed = introspect::definition(client, view).and_then(|(tree, catalog)| {
+            let analysis = analyze(
+                &Target {
+                    schema: &names.schema,
+                    name: &names.name,
+                    key_column: Some(&key),
+                },
+                &tree,
+                &catalog,
+            )?;
+            Ok((analysis, catalog))
+        });
+        let (analysis, catalog) = match analysed {
+            Ok(a) => a,
+            Err(error @ (TviewError::Internal(_) | TviewError::NodeTree(_))) => return Err(error),
+            Err(error) => {
+                let sources = view_sources(client, view);
+                watched.extend(sources.iter().map(|o| pg_sys::Oid::from(*o)));
+                broken.push(Broken {
+                    relid,
+                    display: names.display(),
+                    error,
+                    sources,
+                });
+                continue;
+            }
+        };
         watched.extend(catalog.relations.keys().map(|o| pg_sys::Oid::from(*o)));
         let plan = refresh_plan(names.clone(), &analysis);
         let derive = plan.derive.iter().map(|_| OnceCell::new()).collect();
@@ -237,6 +309,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
             apply_all: OnceCell::new(),
             digest_keys: OnceCell::new(),
             digest_all: OnceCell::new(),
+            null_keys: OnceCell::new(),
             derive,
             forward,
             reverse,
@@ -270,6 +343,13 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
             by_source.entry(s.relation).or_default().push(i);
         }
     }
+    let mut broken_by_source: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (i, b) in broken.iter().enumerate() {
+        for s in &b.sources {
+            broken_by_source.entry(*s).or_default().push(i);
+            by_source.entry(*s).or_default();
+        }
+    }
     let links = link_columns(tviews.iter().map(|t| &t.locks));
     let mut sources = HashMap::new();
     for (source, readers) in by_source {
@@ -293,6 +373,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
             pg_sys::Oid::from(source),
             Source {
                 plan,
+                broken: broken_by_source.remove(&source).unwrap_or_default(),
                 readers: readers.iter().map(|i| tviews[*i].relid).collect(),
                 needs_transport,
                 on_insert: OnceCell::new(),
@@ -304,6 +385,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
     WATCHED.with(|w| *w.borrow_mut() = watched);
     Ok(Some(Registry {
         tviews,
+        broken,
         index,
         sources,
         ext_owner,
@@ -397,6 +479,43 @@ impl Registry {
     pub fn tview(&self, relid: pg_sys::Oid) -> Option<&Tview> {
         self.index.get(&relid).map(|i| &self.tviews[*i])
     }
+
+    /// The TVIEW `relid`, or its error when it is broken.
+    pub fn require(&self, relid: pg_sys::Oid) -> &Tview {
+        if let Some(tv) = self.tview(relid) {
+            return tv;
+        }
+        if let Some(b) = self.broken.iter().find(|b| b.relid == relid) {
+            b.raise();
+        }
+        raise(&TviewError::Internal(format!(
+            "TVIEW {} is missing from the registry",
+            relid.to_u32()
+        )))
+    }
+}
+
+/// The tables a backing view reads, through the views it reads.
+fn view_sources(client: &mut SpiClient<'_>, view: pg_sys::Oid) -> Vec<u32> {
+    spi::rows(
+        client,
+        "WITH RECURSIVE reads(rel) AS (
+             SELECT $1::pg_catalog.oid
+             UNION
+             SELECT d.refobjid
+             FROM reads
+             JOIN pg_catalog.pg_class c ON c.oid = reads.rel AND c.relkind = 'v'
+             JOIN pg_catalog.pg_rewrite r ON r.ev_class = c.oid
+             JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                  AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                  AND d.refobjid <> c.oid)
+         SELECT reads.rel::pg_catalog.text FROM reads
+         JOIN pg_catalog.pg_class c ON c.oid = reads.rel AND c.relkind IN ('r', 'p')",
+        &[spi::oid_arg(view)],
+    )
+    .into_iter()
+    .filter_map(|r| r.into_iter().next().flatten()?.parse().ok())
+    .collect()
 }
 
 /// Gets or prepares a statement held in a registry cell (inside an SPI

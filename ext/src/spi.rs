@@ -211,13 +211,9 @@ impl Plan {
                     false,
                     0,
                 ),
-                None => pg_sys::SPI_execute_plan(
-                    plan,
-                    values.as_mut_ptr(),
-                    nulls.as_ptr(),
-                    false,
-                    0,
-                ),
+                None => {
+                    pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0)
+                }
             };
             if rc < 0 {
                 crate::error::raise_with(

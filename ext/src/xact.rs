@@ -61,10 +61,10 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
                 unsafe { pg_sys::AfterTriggerFireDeferred() };
             }
             crate::error::raise_with(
-                "XX000",
+                "54000",
                 "pg_tviews: refresh did not settle after 1000 rounds",
                 Some("Deferred triggers kept changing the sources of TVIEWs while they were refreshed.".into()),
-                None,
+                Some("A deferred trigger writes a source of a TVIEW each time the TVIEW is refreshed, so the refresh never ends: make the trigger write only when something changed (compare OLD and NEW), or not deferred.".into()),
             );
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT
