@@ -2,8 +2,7 @@
 //! `gather` (SQL, async) builds a report value, `render` (pure) turns it into a table,
 //! a text tree, JSON or dot; [`run`] connects and dispatches.
 //!
-//! Adding one (planned: `top`, the live console in `tviews-tui` that reuses
-//! [`crate::conn`]): a module here, a variant of [`Command`] (taking [`ConnTarget`] when
+//! Adding one: a module here, a variant of [`Command`] (taking [`ConnTarget`] when
 //! it has no list of names), an arm in [`Command::target`], [`Command::check`] and [`run`].
 
 pub mod explain;
@@ -14,6 +13,7 @@ pub mod queue;
 pub mod refresh;
 pub mod stats;
 pub mod status;
+pub mod top;
 pub mod verify;
 pub mod version;
 pub mod workload;
@@ -51,6 +51,9 @@ pub enum Command {
     /// Show the dependency graph of every TVIEW, or what a change to one source reaches
     #[command(disable_help_flag = true)]
     Graph(graph::GraphArgs),
+    /// Watch refreshes live: activity, graph, queues, lock waits, prepared transactions
+    #[command(disable_help_flag = true, after_help = top::AFTER_HELP)]
+    Top(top::TopArgs),
     /// Write to the demo read model from several sessions, with prepared transactions
     // Hidden: it serves the demo and the console's tests (documented in docs/CLI.md).
     #[command(disable_help_flag = true, hide = true)]
@@ -70,6 +73,7 @@ impl Command {
             Command::Stats(a) => &a.target,
             Command::Graph(a) => &a.target,
             Command::Workload(a) => &a.target,
+            Command::Top(a) => &a.target,
             Command::Verify(_) | Command::Refresh(_) => &NO_TARGET,
         }
     }
@@ -84,6 +88,9 @@ impl Command {
         if let Command::Explain(a) = self {
             a.check(format)?;
         }
+        if matches!(self, Command::Top(_)) && format != Format::Table {
+            return Err("--format is not available with top (it draws a console)".into());
+        }
         Ok(())
     }
 }
@@ -97,6 +104,10 @@ pub async fn run(
     if let Command::Workload(args) = command {
         // Opens its own sessions, one per client.
         return workload::run(conn_args, args).await;
+    }
+    if let Command::Top(args) = command {
+        // Connects (and reconnects) by itself, or replays a file without a server.
+        return top::run(conn_args, args, style).await;
     }
     let conn = conn::open(conn_args, command.target().conninfo.as_deref()).await?;
     let client = &conn.client;
@@ -116,7 +127,7 @@ pub async fn run(
         Command::Graph(args) => {
             Outcome::ok(graph::render(&graph::gather(client, args).await?, style)?)
         }
-        Command::Workload(_) => unreachable!("run before connecting"),
+        Command::Workload(_) | Command::Top(_) => unreachable!("run before connecting"),
     };
     Ok(outcome)
 }
