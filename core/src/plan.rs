@@ -109,6 +109,10 @@ pub struct CapturePlan {
     pub on_insert: Option<String>,
     pub on_update: Option<String>,
     pub on_delete: Option<String>,
+    /// `on_update` compares rows by their text: run it under the transport
+    /// settings.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub update_filtered: bool,
 }
 
 /// Builds the refresh plan of one TVIEW.
@@ -263,21 +267,20 @@ fn start_expr(path: &KeyPath, cast: Option<&str>) -> String {
     }
 }
 
-/// The source's primary key, for telling which rows an UPDATE really
-/// changed: (column, type name as `format_type` gives it under the
-/// maintenance search_path).
+/// The source's columns (name, type as `format_type` gives it under the
+/// maintenance search_path), for telling which rows an UPDATE really
+/// changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateFilter {
-    pub key: Vec<(String, String)>,
+    pub columns: Vec<(String, String)>,
 }
 
 const CHANGED_OLD: &str = "tviews_changed_old";
 const CHANGED_NEW: &str = "tviews_changed_new";
 
 /// The `WITH` clause naming the old and new rows an UPDATE changed in a
-/// column some reader reads, or `None` when that cannot be told safely (no
-/// usable primary key, a system column read, a key of a type whose `=` is
-/// not in pg_catalog).
+/// column some reader reads, or `None` when that cannot be told safely (a
+/// system column read, a column whose type's text may not be its value).
 fn update_filter(
     source: Oid,
     readers: &[(usize, &Analysis, &RefreshPlan)],
@@ -285,14 +288,6 @@ fn update_filter(
     filter: Option<&UpdateFilter>,
 ) -> Option<String> {
     let filter = filter?;
-    if filter.key.is_empty()
-        || filter
-            .key
-            .iter()
-            .any(|(_, t)| t.contains('.') || t.contains('"') || t.ends_with("[]"))
-    {
-        return None;
-    }
     let mut read: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     for (_, analysis, _) in readers {
         for s in analysis.sources.iter().filter(|s| s.relation == source) {
@@ -309,25 +304,31 @@ fn update_filter(
     if read.is_empty() {
         return None;
     }
-    let row = |alias: &str| {
+    // Text is the value for pg_catalog's types under the transport
+    // settings, but for money (lc_monetary); other schemas' types may
+    // print two values alike.
+    let text_is_value =
+        |t: &str| !t.contains('.') && !t.contains('"') && t.trim_end_matches("[]") != "money";
+    for c in &read {
+        match filter.columns.iter().find(|(n, _)| n == c) {
+            Some((_, t)) if text_is_value(t) => {}
+            _ => return None,
+        }
+    }
+    let image = |alias: &str| {
         let cols: Vec<String> = read
             .iter()
             .map(|c| format!("{alias}.{}", ident(c)))
             .collect();
-        format!("ROW({})", cols.join(", "))
+        format!("(ROW({}))::pg_catalog.text", cols.join(", "))
     };
-    let same_key = filter
-        .key
-        .iter()
-        .map(|(c, _)| format!("a.{c} OPERATOR(pg_catalog.=) b.{c}", c = ident(c)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
     let side = |name: &str, this: &str, other: &str| {
         format!(
-            "{name} AS (SELECT a.* FROM {this} AS a WHERE NOT EXISTS (SELECT FROM {other} AS b \
-             WHERE {same_key} AND pg_catalog.record_image_eq({}, {})))",
-            row("a"),
-            row("b")
+            "{name} AS (SELECT a.* FROM {this} AS a WHERE {} IN \
+             (SELECT {} FROM {this} AS b EXCEPT ALL SELECT {} FROM {other} AS c))",
+            image("a"),
+            image("b"),
+            image("c")
         )
     };
     Some(format!(
@@ -340,13 +341,16 @@ fn update_filter(
 /// Builds the capture plan of one source for the TVIEWs reading it.
 /// `readers` pairs each TVIEW's index with its analysis and plan.
 ///
-/// With `filter` (the source's primary key; the caller leaves it out when
-/// row-level security may read other columns), an UPDATE captures only the
-/// rows in which a column some TVIEW reads changed: each new row is paired
-/// with its old version by the primary key, and the pair is dropped when
-/// the columns read are identical (`record_image_eq`, binary image
-/// equality: any type, and never equal when the value changed). A row whose key changed has no
-/// partner and is captured on both sides, as before.
+/// With `filter` (the caller leaves it out when row-level security may
+/// read other columns), an UPDATE captures only rows whose columns read by
+/// some TVIEW changed: the TVIEWs depend on the multiset of those columns'
+/// values, and the statement changed it by `new − old` (transition tables
+/// hold every version a row went through, so an intermediate version — a
+/// row updated again by a cascade — cancels out). The difference is taken
+/// on each row's text form (`EXCEPT ALL`, any type), which the caller
+/// computes under the transport settings, where a value's text is the
+/// value. Every row whose image is left after the difference is captured
+/// (all rows with that image: more is never wrong).
 pub fn capture_plan(
     source: Oid,
     readers: &[(usize, &Analysis, &RefreshPlan)],
@@ -433,7 +437,9 @@ pub fn capture_plan(
             parts.join(" UNION ")
         ))
     };
-    let on_update = match update_filter(source, readers, links, filter) {
+    let with = update_filter(source, readers, links, filter);
+    let update_filtered = with.is_some() && !exprs.is_empty();
+    let on_update = match with {
         Some(with) => select(&[CHANGED_OLD, CHANGED_NEW]).map(|q| format!("{with} {q}")),
         None => select(&[OLD_TABLE, NEW_TABLE]),
     };
@@ -442,6 +448,7 @@ pub fn capture_plan(
         on_insert: select(&[NEW_TABLE]),
         on_update,
         on_delete: select(&[OLD_TABLE]),
+        update_filtered,
         slots,
         full,
         links: links.to_vec(),

@@ -393,37 +393,31 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
     }))
 }
 
-/// The source's primary key, with which an UPDATE captures only rows whose
-/// columns read by a TVIEW changed; `None` without one, or when row-level
-/// security is enabled (a policy may read any column, and its verdict
-/// decides what the owner's definition sees).
+/// The source's columns, with which an UPDATE captures only rows whose
+/// columns read by a TVIEW changed; `None` when row-level security is
+/// enabled (a policy may read any column, and its verdict decides what the
+/// owner's definition sees).
 fn update_filter(client: &mut SpiClient<'_>, source: u32) -> Option<UpdateFilter> {
     let rows = spi::rows(
         client,
-        "SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, NULL), c.relrowsecurity::pg_catalog.text
+        "SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, NULL)
          FROM pg_catalog.pg_class c
-         JOIN pg_catalog.pg_index i ON i.indrelid = c.oid AND i.indisprimary
-         CROSS JOIN LATERAL pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY AS k(attnum, n)
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-         WHERE c.oid = $1
-         ORDER BY k.n",
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+         WHERE c.oid = $1 AND NOT c.relrowsecurity
+         ORDER BY a.attnum",
         &[spi::oid_arg(pg_sys::Oid::from(source))],
     );
-    if rows.is_empty()
-        || rows
-            .iter()
-            .any(|r| r.get(2).cloned().flatten().as_deref() != Some("false"))
-    {
+    if rows.is_empty() {
         return None;
     }
-    let key = rows
+    let columns = rows
         .into_iter()
         .map(|r| {
             let field = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
             (field(0), field(1))
         })
         .collect();
-    Some(UpdateFilter { key })
+    Some(UpdateFilter { columns })
 }
 
 /// Types whose text form depends on DateStyle, TimeZone, IntervalStyle,

@@ -880,8 +880,25 @@ pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> 
     let mut log: Vec<Txn> = Vec::new();
     for _ in 0..txns {
         let txn = gen_txn(&mut rng, &schema, &mut next_id);
-        let outcome = run_txn_with(&db.client, &txn, None, true).await?;
+        let result = run_txn_with(&db.client, &txn, None, true).await;
         log.push(txn);
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                let repro = shrink(prefix, seed, &schema, &accepted, &log).await;
+                bail!(
+                    "seed {seed}: transaction {} failed: {e:#}\n\n-- minimal reproduction ({}):\n{}",
+                    log.len(),
+                    repro
+                        .as_ref()
+                        .map(|(n, _)| format!("{n} transactions"))
+                        .unwrap_or_else(|e| format!("shrinking failed: {e:#}")),
+                    repro
+                        .map(|(_, s)| s)
+                        .unwrap_or_else(|_| script(seed, &schema, &accepted, &log))
+                );
+            }
+        };
         match outcome {
             Outcome::Committed => report.committed += 1,
             Outcome::RolledBack => report.rolled_back += 1,
@@ -929,8 +946,10 @@ async fn shrink(
             db.client.batch_execute(tv).await?;
         }
         for t in &txns {
-            run_txn_with(&db.client, t, None, false).await?;
-            if assert_exact(&db.client).await.is_err() {
+            // A mismatch inside a transaction (statement mode) counts too.
+            if run_txn_with(&db.client, t, None, true).await.is_err()
+                || assert_exact(&db.client).await.is_err()
+            {
                 return Ok::<bool, anyhow::Error>(true);
             }
         }
@@ -953,6 +972,11 @@ async fn shrink(
         }
         chunk /= 2;
     }
+    Ok((current.len(), script(seed, schema, tviews, &current)))
+}
+
+/// A psql script replaying `txns` of `seed` on a fresh database.
+fn script(seed: u64, schema: &Schema, tviews: &[String], txns: &[Txn]) -> String {
     let mut script = String::new();
     script.push_str("CREATE EXTENSION pg_tviews;\n");
     script.push_str(&schema.ddl());
@@ -965,11 +989,11 @@ async fn shrink(
     for tv in tviews {
         let _ = writeln!(script, "{tv};");
     }
-    for t in &current {
+    for t in txns {
         script.push_str(&t.to_sql());
     }
     script.push_str("SELECT relid, pg_tviews_diff(relid::text) FROM tviews.tview;\n");
-    Ok((current.len(), script))
+    script
 }
 
 /// The initial rows `setup` inserts, regenerated from the same RNG state.
