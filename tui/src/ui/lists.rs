@@ -29,7 +29,8 @@ fn age_style(secs: f64, warn: f64, alert: f64, theme: &Theme) -> Style {
     }
 }
 
-/// A column as wide as its longest value (or title), within `min..=max`.
+/// A column as wide as its longest value (or title), within `min..=max`, plus one: the
+/// table's layout can take a cell from a column when it rounds.
 fn fit_column<'a>(
     title: &str,
     values: impl Iterator<Item = &'a str>,
@@ -41,7 +42,7 @@ fn fit_column<'a>(
         .chain([title.chars().count()])
         .max()
         .unwrap_or(0);
-    Constraint::Length((longest as u16).clamp(min, max))
+    Constraint::Length((longest as u16 + 1).clamp(min, max))
 }
 
 fn right(text: String) -> Cell<'static> {
@@ -210,12 +211,12 @@ pub fn lock_waits(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         .collect();
     let widths = [
         Constraint::Length(7),
-        Constraint::Fill(1),
+        Constraint::Min(16),
         fit_column(
             "held by",
             holders.iter().map(String::as_str),
             8,
-            (area.width.saturating_sub(2) / 3).max(8),
+            (area.width.saturating_sub(2) / 2).max(8),
         ),
         Constraint::Length(6),
     ];

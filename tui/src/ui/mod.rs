@@ -69,12 +69,7 @@ pub fn layout(area: Rect, view: View, lock_waits: usize) -> Areas {
                 Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(top);
             let [activity, trend] =
                 Layout::vertical([Constraint::Fill(1), Constraint::Length(6)]).areas(left);
-            let [backends, lock_waits, prepared] = Layout::horizontal([
-                Constraint::Percentage(36),
-                Constraint::Percentage(32),
-                Constraint::Fill(1),
-            ])
-            .areas(bottom);
+            let (backends, lock_waits, prepared) = lists_areas(bottom);
             areas.activity = activity;
             areas.trend = trend;
             areas.graph = graph;
@@ -89,12 +84,7 @@ pub fn layout(area: Rect, view: View, lock_waits: usize) -> Areas {
                 Constraint::Length(10),
             ])
             .areas(body);
-            let [backends, lock_waits, prepared] = Layout::horizontal([
-                Constraint::Percentage(40),
-                Constraint::Percentage(30),
-                Constraint::Fill(1),
-            ])
-            .areas(bottom);
+            let (backends, lock_waits, prepared) = lists_areas(bottom);
             areas.activity = activity;
             areas.trend = trend;
             areas.backends = backends;
@@ -125,6 +115,16 @@ pub fn layout(area: Rect, view: View, lock_waits: usize) -> Areas {
         View::Prepared => areas.prepared = body,
     }
     areas
+}
+
+/// The live lists under the activity table: backends on the left, lock waits over prepared
+/// transactions on the right (there are seldom many of either, and their text is long).
+fn lists_areas(area: Rect) -> (Rect, Rect, Rect) {
+    let [backends, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(area);
+    let [lock_waits, prepared] =
+        Layout::vertical([Constraint::Percentage(50), Constraint::Fill(1)]).areas(right);
+    (backends, lock_waits, prepared)
 }
 
 /// The trend strip under the activity table takes what the table can spare: nothing on very
