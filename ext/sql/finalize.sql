@@ -214,7 +214,7 @@ SELECT 'capture triggers',
             ELSE 'Their writes are not being captured: ALTER TABLE ... ENABLE TRIGGER the disabled ones (a superuser can recreate missing ones with SELECT tviews.reconcile_triggers()), then rebuild the TVIEWs reading them with pg_tviews_refresh.' END
 FROM (SELECT DISTINCT s.source FROM @extschema@.pg_tviews_sources() s
       WHERE (SELECT count(*) FROM pg_trigger t
-             WHERE t.tgrelid = s.source AND t.tgfoid = 'tviews.capture()'::regprocedure AND t.tgenabled <> 'D') < 4) m
+             WHERE t.tgrelid = s.source AND t.tgfoid = 'tviews.capture()'::regprocedure AND t.tgenabled IN ('O', 'A')) < 4) m
 UNION ALL
 SELECT 'orphaned capture triggers',
        CASE WHEN count(*) = 0 THEN 'ok' ELSE 'warning' END,
@@ -257,14 +257,14 @@ SELECT 'refresh errors',
        CASE WHEN coalesce(sum(s.errors), 0) = 0 THEN 'no refresh failed since statistics were reset'
             ELSE 'refreshes failed (their transactions rolled back): ' || string_agg(format('%s: %s', s.tview, s.errors), ', ') FILTER (WHERE s.errors > 0) END,
        CASE WHEN coalesce(sum(s.errors), 0) = 0 THEN NULL
-            ELSE 'The failing writers got the error; see the server log for the SQLSTATE (duplicate or NULL keys, serialization failures).' END
+            ELSE 'The failing writers got the error with its SQLSTATE (duplicate or NULL keys, serialization failures, errors of the definition); the server log has it with log_line_prefix including %e.' END
 FROM @extschema@.pg_tviews_stats s
 UNION ALL
 SELECT 'statistics slots',
        CASE WHEN coalesce(c.slots_full, 0) = 0 THEN 'ok' ELSE 'warning' END,
        CASE WHEN coalesce(c.slots_full, 0) = 0 THEN 'every TVIEW and source has a statistics slot'
             ELSE format('%s updates found no free statistics slot', c.slots_full) END,
-       CASE WHEN coalesce(c.slots_full, 0) = 0 THEN NULL ELSE 'Reset statistics with pg_tviews_stats_reset() after dropping TVIEWs.' END
+       CASE WHEN coalesce(c.slots_full, 0) = 0 THEN NULL ELSE 'Slots are taken per TVIEW and source and freed only by a server restart: restart after dropping many TVIEWs.' END
 FROM @extschema@.pg_tviews_cache_raw() c
 $$;
 COMMENT ON FUNCTION pg_tviews_health_check(pg_catalog.interval) IS 'pg_tviews: one row per health check, with severity, detail and hint';
@@ -292,7 +292,8 @@ SELECT jsonb_build_object(
         'last_refresh', extract(epoch FROM s.last_refresh) * 1e6) ORDER BY s.tview)
       FROM @extschema@.pg_tviews_stats s), '[]'),
   'edges', coalesce((SELECT jsonb_agg(jsonb_build_object('from', tviews.display_name(x.source), 'to', tviews.display_name(x.tview),
-                                                         'full_rebuild', x.full_rebuild) ORDER BY 1)
+                                                         'full_rebuild', x.full_rebuild)
+                                      ORDER BY tviews.display_name(x.source), tviews.display_name(x.tview))
       FROM @extschema@.pg_tviews_sources() x), '[]'),
   'queues', coalesce((SELECT jsonb_agg(jsonb_build_object('pid', q.pid, 'database', q.database, 'tview', coalesce(q.tview, ''),
         'keys_pending', q.keys_pending, 'phase', q.phase, 'since', extract(epoch FROM q.since) * 1e6,
@@ -315,3 +316,15 @@ $$;
 COMMENT ON FUNCTION pg_tviews_snapshot() IS 'pg_tviews: everything the console shows, as one JSON document (schema_version 1)';
 
 REVOKE ALL ON FUNCTION pg_tviews_stats_reset() FROM PUBLIC;
+
+-- Who may watch: superusers and members of pg_monitor, as for PostgreSQL's
+-- own statistics views. The raw functions show every database's queues,
+-- with the values writers wait on.
+REVOKE ALL ON FUNCTION pg_tviews_stats_raw(), pg_tviews_source_stats_raw(), pg_tviews_queue_raw(),
+    pg_tviews_ring_raw(), pg_tviews_cache_raw(), pg_tviews_snapshot(),
+    pg_tviews_health_check(pg_catalog.interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_tviews_stats_raw(), pg_tviews_source_stats_raw(), pg_tviews_queue_raw(),
+    pg_tviews_ring_raw(), pg_tviews_cache_raw(), pg_tviews_snapshot(),
+    pg_tviews_health_check(pg_catalog.interval) TO pg_monitor;
+GRANT SELECT ON pg_tviews_stats, pg_tviews_source_stats, pg_tviews_queue_realtime, pg_tviews_cache_stats,
+    pg_tviews_performance_summary, pg_tviews_lock_waits, pg_tviews_prepared TO pg_monitor;

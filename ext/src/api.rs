@@ -23,7 +23,12 @@ fn pg_tviews_flush() {
 
 /// `CREATE TABLE <tview> AS <definition>`, for tools that prefer a function.
 #[pg_extern(volatile)]
-fn pg_tviews_create(tview: &str, definition: &str, key_column: default!(Option<&str>, "NULL")) {
+fn pg_tviews_create(
+    tview: Option<&str>,
+    definition: Option<&str>,
+    key_column: default!(Option<&str>, "NULL"),
+) {
+    let (tview, definition) = required(tview, definition);
     Spi::connect_mut(|client| {
         let sql = ddl::create_statement(client, tview, definition, key_column);
         spi::run(client, &sql, &[]);
@@ -35,10 +40,11 @@ fn pg_tviews_create(tview: &str, definition: &str, key_column: default!(Option<&
 /// read it must be dropped first).
 #[pg_extern(volatile)]
 fn pg_tviews_create_or_replace(
-    tview: &str,
-    definition: &str,
+    tview: Option<&str>,
+    definition: Option<&str>,
     key_column: default!(Option<&str>, "NULL"),
 ) {
+    let (tview, definition) = required(tview, definition);
     Spi::connect_mut(|client| {
         if let Some(existing) = resolve(client, tview) {
             if is_tview(client, existing) {
@@ -56,6 +62,23 @@ fn pg_tviews_create_or_replace(
         let sql = ddl::create_statement(client, tview, definition, key_column);
         spi::run(client, &sql, &[]);
     });
+}
+
+/// The name and definition of a create function, which may not be NULL
+/// (the key column may: then the conventional one is used).
+fn required<'a>(tview: Option<&'a str>, definition: Option<&'a str>) -> (&'a str, &'a str) {
+    match (tview, definition) {
+        (Some(t), Some(d)) => (t, d),
+        (t, _) => raise_with(
+            "22004",
+            format!(
+                "the {} of a TVIEW cannot be NULL",
+                if t.is_none() { "name" } else { "definition" }
+            ),
+            None,
+            Some("Pass the TVIEW's name and its SELECT; only key_column may be NULL.".into()),
+        ),
+    }
 }
 
 /// `DROP TABLE <tview> [CASCADE]`.
@@ -127,7 +150,7 @@ fn pg_tviews_diff(tview: &str) -> i64 {
 }
 
 /// This backend's refresh counters per TVIEW, since the session started
-/// (or `tviews.session_stats_reset()`).
+/// (or `pg_tviews_session_stats_reset()`).
 #[pg_extern(volatile)]
 #[allow(clippy::type_complexity)]
 fn pg_tviews_session_stats() -> TableIterator<
@@ -250,7 +273,15 @@ fn pg_tviews_session_source_stats() -> TableIterator<
     let rows: Vec<_> = stats::sources()
         .into_iter()
         .map(|(relid, c)| {
-            let name = Spi::connect_mut(|client| display_name(client, relid));
+            // Named as in every view of ours: the name alone in public.
+            let name = Spi::connect_mut(|client| {
+                spi::one(
+                    client,
+                    "SELECT tviews.display_name($1)",
+                    &[spi::oid_arg(relid)],
+                )
+            })
+            .unwrap_or_else(|| relid.to_u32().to_string());
             (name, c.captures, c.time.as_secs_f64() * 1000.0)
         })
         .collect();

@@ -109,8 +109,7 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
         "search_path".to_string(),
         security::SAFE_SEARCH_PATH.to_string(),
     )];
-    if source.needs_transport
-        || (op == pg_sys::TRIGGER_EVENT_UPDATE && source.plan.update_filtered)
+    if source.needs_transport || (op == pg_sys::TRIGGER_EVENT_UPDATE && source.plan.update_filtered)
     {
         settings.extend(security::transport_settings());
     }

@@ -77,12 +77,12 @@ fn flush_loop() {
         let pending = queue::pending();
         if pending.is_empty() {
             lock_writes(Request::default());
-            queue::clear();
+            queue::clear_work();
             crate::shmem::set_idle();
             return;
         }
         let Some(reg) = registry::get() else {
-            queue::clear();
+            queue::clear_work();
             return;
         };
         let mut batch: Vec<(usize, Work)> = Vec::new();

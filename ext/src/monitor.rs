@@ -1,5 +1,5 @@
 //! The monitoring API (DESIGN.md §8): raw readers of shared memory and the
-//! registry, under SQL views and functions defined in `lib.rs`
+//! registry, under SQL views and functions defined in `ext/sql/finalize.sql`
 //! (`pg_tviews_stats`, `pg_tviews_source_stats`, `pg_tviews_queue_realtime`,
 //! `pg_tviews_cache_stats`, `pg_tviews_performance_summary`,
 //! `pg_tviews_lock_waits`, `pg_tviews_health_check()`,

@@ -154,12 +154,19 @@ pub fn take_links() -> BTreeMap<(u32, String), HashSet<String>> {
     LINKS.with(|l| std::mem::take(&mut *l.borrow_mut()))
 }
 
+/// Forgets everything, at the end of a transaction.
 pub fn clear() {
     WRITTEN.with(|w| {
         if let Ok(mut w) = w.try_borrow_mut() {
             w.clear();
         }
     });
+    clear_work();
+}
+
+/// Forgets the work queued, after a flush did it; keeps the list of
+/// sources written, which the commit charges the refresh time to.
+pub fn clear_work() {
     WHOLE_WRITES.with(|w| {
         if let Ok(mut w) = w.try_borrow_mut() {
             *w = Default::default();

@@ -1,4 +1,4 @@
-//! Backend-local refresh counters, exposed by `tviews.session_stats()`.
+//! Backend-local refresh counters, exposed by `pg_tviews_session_stats()`.
 //! (Cumulative, cross-backend statistics in shared memory come with the
 //! observability work; these already let tests check exactly what a
 //! refresh did.)
