@@ -108,13 +108,32 @@ fn flush_loop() {
                 security::as_user(tv.owner, tv.restricted, || job.estimate(tv, &mut req, c));
             }
         });
-        if let Some((i, _)) = jobs.first() {
-            crate::shmem::set_phase(crate::shmem::Phase::Locking, reg.tviews[*i].relid, 0);
-        }
+        // One lock request for the round, on behalf of all its TVIEWs: the
+        // live queue shows it without a TVIEW, and each TVIEW of the round
+        // counts its time and waits (and its failure: a lock timeout, a
+        // deadlock, a serialization failure).
+        let (keys, starts) = queue::size();
+        crate::shmem::set_phase(
+            crate::shmem::Phase::Locking,
+            pg_sys::Oid::INVALID,
+            (keys + starts) as i64,
+        );
         let lock_started = Instant::now();
-        let acquired = lock_writes(req);
-        // The round's lock request is counted on its first TVIEW.
-        if let Some(c) = counters.first_mut() {
+        let round: Vec<pg_sys::Oid> = jobs.iter().map(|(i, _)| reg.tviews[*i].relid).collect();
+        let acquired = PgTryBuilder::new(std::panic::AssertUnwindSafe(|| lock_writes(req)))
+            .catch_others(|e| {
+                let failed = Counters {
+                    refreshes: 1,
+                    lock_time: lock_started.elapsed(),
+                    ..Counters::default()
+                };
+                for relid in &round {
+                    crate::shmem::record_refresh(*relid, &failed, true);
+                }
+                e.rethrow()
+            })
+            .execute();
+        for c in counters.iter_mut() {
             c.lock_time += lock_started.elapsed();
             c.lock_waits += acquired.waits as i64;
             c.lock_wait_time += acquired.wait_time;
@@ -155,6 +174,9 @@ fn lock_writes(mut req: Request) -> Acquired {
 fn flush_one(reg: &Registry, idx: usize, job: Job, mut c: Counters) {
     let tv = &reg.tviews[idx];
     let started = Instant::now();
+    // The round's lock request, before this TVIEW's own work, is part of
+    // its time.
+    let round_lock = c.lock_time;
     c.refreshes = 1;
     c.cascaded += job.cascaded as i64;
     let relid = tv.relid;
@@ -175,7 +197,7 @@ fn flush_one(reg: &Registry, idx: usize, job: Job, mut c: Counters) {
         e.rethrow()
     })
     .execute();
-    c.time = started.elapsed();
+    c.time = started.elapsed() + round_lock;
     crate::shmem::record_refresh(relid, &c, false);
     stats::record_refresh(relid, c);
 }
