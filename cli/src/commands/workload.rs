@@ -504,7 +504,7 @@ struct Counters {
     prepared_rolled_back: AtomicU64,
     /// Prepared transactions this run could not finish (the server went away).
     prepared_left: AtomicU64,
-    /// Writers that waited for a prepared transaction's value locks.
+    /// Prepared transactions a writer waited for (their value locks).
     waited: AtomicU64,
 }
 
@@ -577,17 +577,13 @@ fn summary(t: &Totals, elapsed: Duration) -> String {
         ", {} prepared ({} committed, {} rolled back",
         t.prepared, t.prepared_committed, t.prepared_rolled_back
     );
+    if t.waited > 0 {
+        let _ = write!(s, ", {} blocked a writer", t.waited);
+    }
     if t.prepared_left > 0 {
         let _ = write!(s, ", {} LEFT PENDING", t.prepared_left);
     }
     s.push(')');
-    match t.waited {
-        0 => {}
-        1 => s.push_str(", 1 writer waited for one"),
-        n => {
-            let _ = write!(s, ", {n} writers waited for one");
-        }
-    }
     s
 }
 
@@ -1392,7 +1388,7 @@ mod tests {
         assert_eq!(
             summary(&t, Duration::from_secs(30)),
             "1200 transactions in 30 s (40.0/s), 3 retried, 2 failed (23505: 2), \
-             4 prepared (3 committed, 1 rolled back, 1 LEFT PENDING), 2 writers waited for one"
+             4 prepared (3 committed, 1 rolled back, 2 blocked a writer, 1 LEFT PENDING)"
         );
     }
 }
