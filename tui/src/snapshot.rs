@@ -127,12 +127,12 @@ pub struct BackendQueue {
     /// `None` when the database was dropped meanwhile.
     #[serde(default)]
     pub database: Option<String>,
-    /// The TVIEW being refreshed; empty while the transaction is only queueing (`queued`), or
-    /// when the backend is in another database.
+    /// The TVIEW being refreshed; empty when the work is the whole transaction's (queueing
+    /// keys, taking a flush round's value locks), or when the backend is in another database.
     #[serde(default)]
     pub tview: String,
-    /// `queued`: keys and start values captured so far, all TVIEWs together; in `applying`:
-    /// the keys of the TVIEW being written; 0 while `locking` or `deriving`.
+    /// Without a TVIEW: keys and start values the transaction has queued, all TVIEWs together;
+    /// in `applying`: the keys of the TVIEW being written; otherwise 0.
     pub keys_pending: u64,
     /// `queued`, `locking`, `deriving` or `applying`.
     pub phase: String,
