@@ -28,6 +28,7 @@ const INTERNAL_SECTION: &str = "Internal errors";
 const CONDITIONS: &[(&str, &str)] = &[
     ("0A000", "feature_not_supported"),
     ("21000", "cardinality_violation"),
+    ("22004", "null_value_not_allowed"),
     ("22012", "division_by_zero"),
     ("22023", "invalid_parameter_value"),
     ("23502", "not_null_violation"),
@@ -39,6 +40,7 @@ const CONDITIONS: &[(&str, &str)] = &[
     ("40P01", "deadlock_detected"),
     ("42501", "insufficient_privilege"),
     ("42601", "syntax_error"),
+    ("42602", "invalid_name"),
     ("42703", "undefined_column"),
     ("42710", "duplicate_object"),
     ("42804", "datatype_mismatch"),
@@ -47,6 +49,7 @@ const CONDITIONS: &[(&str, &str)] = &[
     ("42P07", "duplicate_table"),
     ("42P16", "invalid_table_definition"),
     ("42P17", "invalid_object_definition"),
+    ("54000", "program_limit_exceeded"),
     ("55P03", "lock_not_available"),
     ("XX000", "internal_error"),
 ];
