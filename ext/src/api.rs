@@ -106,7 +106,8 @@ fn pg_tviews_refresh(tview: &str) -> i64 {
             &[spi::oid_arg(relid)],
         );
         if owns.as_deref() != Some("true") {
-            let name = display_name(client, relid);
+            let name = spi::one(client, "SELECT tviews.display_name($1)", &[spi::oid_arg(relid)])
+                .unwrap_or_default();
             raise_with(
                 "42501",
                 format!("must be owner of TVIEW {name}"),
@@ -116,6 +117,10 @@ fn pg_tviews_refresh(tview: &str) -> i64 {
         }
         relid
     });
+    // A TVIEW that cannot be maintained any more cannot be rebuilt either.
+    if let Some(reg) = registry::get() {
+        reg.require(relid);
+    }
     queue::mark_full(relid);
     flush::flush_pending();
     Spi::connect_mut(|client| {

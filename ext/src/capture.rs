@@ -95,6 +95,11 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
     for t in &source.plan.full {
         queue::mark_full(source.readers[*t]);
     }
+    for t in &source.readers {
+        if reg.tview(*t).is_some_and(|tv| tv.plan.null_keys.is_some()) {
+            queue::mark_null_check(*t);
+        }
+    }
     if !source.plan.full.is_empty() {
         queue::add_whole_write(relid, false);
     }

@@ -182,9 +182,16 @@ fn flush_one(reg: &Registry, idx: usize, job: Job, mut c: Counters) {
     let relid = tv.relid;
     // An error counts against the TVIEW before it ends the transaction.
     let c_ref = &mut c;
+    // A full rebuild meets NULL keys itself (the key column is NOT NULL).
+    let check_nulls = !job.full;
     PgTryBuilder::new(std::panic::AssertUnwindSafe(|| {
         Spi::connect_mut(|_client| {
-            security::as_user(tv.owner, tv.restricted, || job.refresh(tv, c_ref));
+            security::as_user(tv.owner, tv.restricted, || {
+                job.refresh(tv, c_ref);
+                if check_nulls {
+                    null_keys(tv, c_ref);
+                }
+            });
         });
     }))
     .catch_others(move |e| {
@@ -200,6 +207,35 @@ fn flush_one(reg: &Registry, idx: usize, job: Job, mut c: Counters) {
     c.time = started.elapsed() + round_lock;
     crate::shmem::record_refresh(relid, &c, false);
     stats::record_refresh(relid, c);
+}
+
+/// Fails when the definition of `tv`, whose key may be NULL, now returns a
+/// NULL key: no key set reaches such a row, and the TVIEW cannot hold it.
+fn null_keys(tv: &Tview, c: &mut Counters) {
+    let Some(sql) = &tv.plan.null_keys else {
+        return;
+    };
+    let found = security::with_settings(&tv.settings, || {
+        prepared(&tv.null_keys, sql, &[]).run(&[], None)
+    });
+    c.statements += 1;
+    if !found.is_empty() {
+        raise_with(
+            "23502",
+            format!(
+                "TVIEW {}: its definition returned a NULL key",
+                tv.names.display()
+            ),
+            Some(format!(
+                "After this transaction's changes the definition returns a row whose key column \"{}\" is NULL; a TVIEW cannot hold it.",
+                tv.plan.key
+            )),
+            Some(format!(
+                "Filter out rows where \"{}\" is NULL in the definition (WHERE ... IS NOT NULL), or keep the change from making it NULL.",
+                tv.plan.key
+            )),
+        );
+    }
 }
 
 /// Settings for the lock-level statements: the TVIEW's, plus the
@@ -360,30 +396,6 @@ impl Job {
             })
         });
         c.statements += 1;
-        if let Some(sql) = &tv.plan.null_keys {
-            // Rows with a NULL key are in no key set: look for them.
-            let found = security::with_settings(&tv.settings, || {
-                prepared(&tv.null_keys, sql, &[]).run(&[], None)
-            });
-            c.statements += 1;
-            if !found.is_empty() {
-                raise_with(
-                    "23502",
-                    format!(
-                        "TVIEW {}: its definition returned a NULL key",
-                        tv.names.display()
-                    ),
-                    Some(format!(
-                        "After this transaction's changes the definition returns a row whose key column \"{}\" is NULL; a TVIEW cannot hold it.",
-                        tv.plan.key
-                    )),
-                    Some(format!(
-                        "Filter out rows where \"{}\" is NULL in the definition (WHERE ... IS NOT NULL), or keep the change from making it NULL.",
-                        tv.plan.key
-                    )),
-                );
-            }
-        }
         c.apply_time += started.elapsed();
         count_result(tv, &result, c);
     }

@@ -19,11 +19,17 @@ pub struct Work {
     pub keys: HashSet<String>,
     pub starts: HashMap<String, HashSet<String>>,
     pub full: bool,
+    /// A source of a TVIEW whose key may be NULL was written: look for NULL
+    /// keys (a NULL captured value queues no key).
+    pub null_check: bool,
 }
 
 impl Work {
     pub fn is_empty(&self) -> bool {
-        !self.full && self.keys.is_empty() && self.starts.values().all(HashSet::is_empty)
+        !self.full
+            && !self.null_check
+            && self.keys.is_empty()
+            && self.starts.values().all(HashSet::is_empty)
     }
 }
 
@@ -66,6 +72,10 @@ pub fn mark_full(tview: pg_sys::Oid) {
     with(|q| q.entry(tview.to_u32()).or_default().full = true);
 }
 
+pub fn mark_null_check(tview: pg_sys::Oid) {
+    with(|q| q.entry(tview.to_u32()).or_default().null_check = true);
+}
+
 /// A copy of the queued work (for `pg_tviews_pending_keys`).
 pub fn snapshot() -> Vec<(pg_sys::Oid, Work)> {
     with(|q| {
@@ -78,6 +88,7 @@ pub fn snapshot() -> Vec<(pg_sys::Oid, Work)> {
                         keys: w.keys.clone(),
                         starts: w.starts.clone(),
                         full: w.full,
+                        null_check: w.null_check,
                     },
                 )
             })
