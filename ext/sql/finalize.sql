@@ -191,6 +191,7 @@ CREATE FUNCTION pg_tviews_health_check(prepared_warning pg_catalog.interval DEFA
 RETURNS TABLE (check_name pg_catalog.text, severity pg_catalog.text, detail pg_catalog.text, hint pg_catalog.text)
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 SELECT 'statistics',
        CASE WHEN c.preloaded THEN 'ok' ELSE 'info' END,
@@ -273,12 +274,14 @@ COMMENT ON FUNCTION pg_tviews_health_check(pg_catalog.interval) IS 'pg_tviews: o
 CREATE FUNCTION pg_tviews_snapshot() RETURNS pg_catalog.jsonb
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
+SET jit = off
 AS $$
 SELECT jsonb_build_object(
   'schema_version', 1,
   'server_time', extract(epoch FROM clock_timestamp()) * 1e6,
   'stats_since', coalesce(extract(epoch FROM c.stats_since) * 1e6, 0),
   'preloaded', c.preloaded,
+  'server_started', extract(epoch FROM pg_catalog.pg_postmaster_start_time()) * 1e6,
   'database', current_database(),
   'tviews', coalesce((SELECT jsonb_agg(jsonb_build_object(
         'name', s.tview, 'rows', s.rows_estimate, 'size_bytes', s.size_bytes,
@@ -302,7 +305,8 @@ SELECT jsonb_build_object(
   'cache', jsonb_build_object('hits', coalesce(c.hits, 0), 'misses', coalesce(c.misses, 0),
                               'invalidations', coalesce(c.invalidations, 0)),
   'prepared', coalesce((SELECT jsonb_agg(jsonb_build_object('gid', p.gid, 'owner', p.owner,
-        'prepared_at', extract(epoch FROM p.prepared_at) * 1e6, 'tviews', to_jsonb(p.tviews), 'keys', p.value_locks) ORDER BY p.prepared_at)
+        'prepared_at', extract(epoch FROM p.prepared_at) * 1e6, 'tviews', to_jsonb(p.tviews), 'keys', p.value_locks,
+        'value_locks', p.value_locks, 'relation_locks', p.relation_locks) ORDER BY p.prepared_at)
       FROM @extschema@.pg_tviews_prepared p), '[]'),
   'lock_waits', coalesce((SELECT jsonb_agg(jsonb_build_object('waiting_pid', l.waiting_pid, 'relation', l.relation,
         'waiting_for', l.waiting_for, 'holder_pid', l.holder_pid, 'holder_gid', l.holder_gid,
@@ -328,3 +332,12 @@ GRANT EXECUTE ON FUNCTION pg_tviews_stats_raw(), pg_tviews_source_stats_raw(), p
     pg_tviews_health_check(pg_catalog.interval) TO pg_monitor;
 GRANT SELECT ON pg_tviews_stats, pg_tviews_source_stats, pg_tviews_queue_realtime, pg_tviews_cache_stats,
     pg_tviews_performance_summary, pg_tviews_lock_waits, pg_tviews_prepared TO pg_monitor;
+
+-- The raw functions return a row per TVIEW, source or backend: tens, not
+-- the default thousand (which made the planner JIT-compile the views).
+ALTER FUNCTION pg_tviews_stats_raw() ROWS 20;
+ALTER FUNCTION pg_tviews_source_stats_raw() ROWS 20;
+ALTER FUNCTION pg_tviews_queue_raw() ROWS 10;
+ALTER FUNCTION pg_tviews_ring_raw() ROWS 1440;
+ALTER FUNCTION pg_tviews_cache_raw() ROWS 1;
+ALTER FUNCTION pg_tviews_sources() ROWS 50;

@@ -250,7 +250,7 @@ fn pg_tviews_sources() -> TableIterator<
     ),
 > {
     let mut rows = Vec::new();
-    if let Some(reg) = registry::get() {
+    if let Some(reg) = registry::get_quiet() {
         for t in &reg.tviews {
             for s in &t.analysis.sources {
                 rows.push((

@@ -166,13 +166,27 @@ pub fn invalidate() {
 /// The current registry, loading it if needed. `None` when the extension
 /// is not installed in this database (a stray trigger or callback).
 pub fn get() -> Option<Rc<Registry>> {
+    load_counted(true)
+}
+
+/// [`get`] for monitoring: a lookup that does not count as a plan-cache
+/// hit or miss (a console polling would make an idle database look hot).
+pub fn get_quiet() -> Option<Rc<Registry>> {
+    load_counted(false)
+}
+
+fn load_counted(count: bool) -> Option<Rc<Registry>> {
     if !DIRTY.with(Cell::get)
         && let Some(r) = CURRENT.with(|c| c.borrow().clone())
     {
-        crate::shmem::cache_event(true);
+        if count {
+            crate::shmem::cache_event(true);
+        }
         return Some(r);
     }
-    crate::shmem::cache_event(false);
+    if count {
+        crate::shmem::cache_event(false);
+    }
     // Clear the flag first: invalidations that arrive while loading set it again.
     DIRTY.with(|d| d.set(false));
     // Introspection runs under the fixed search_path: type names then come
