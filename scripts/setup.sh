@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo pgbouncer tmux)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev clang pkg-config sudo pgbouncer tmux git python3-venv)
 
 need_apt=()
 for p in "${APT_PACKAGES[@]}"; do
