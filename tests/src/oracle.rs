@@ -908,7 +908,7 @@ pub async fn setup(
 pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> {
     let mut rng = StdRng::seed_from_u64(seed);
     let schema = gen_schema(&mut rng);
-    let db = Db::fresh(prefix).await?;
+    let mut db = Db::fresh(prefix).await?;
     let mut report = Report::default();
     let accepted = setup(&db.client, &schema, &mut rng, &mut report).await?;
     let mut next_id = 10_000;
@@ -938,8 +938,12 @@ pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> 
             Outcome::Committed => report.committed += 1,
             Outcome::RolledBack => report.rolled_back += 1,
             Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
+            // A COPY that failed (in statement mode, the refresh at its
+            // end can fail it) leaves tokio-postgres out of step: a new
+            // connection; the server rolled the transaction back.
             Outcome::Broken => {
-                bail!("seed {seed}: the connection was lost alone (no concurrent session)")
+                *report.failed.entry("connection lost".into()).or_default() += 1;
+                db.client = db.session().await?;
             }
         }
         if let Err(e) = assert_exact(&db.client).await {
@@ -1118,7 +1122,10 @@ pub async fn run_across_restarts(
             Outcome::Committed => report.committed += 1,
             Outcome::RolledBack => report.rolled_back += 1,
             Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
-            Outcome::Broken => bail!("seed {seed}: the connection was lost alone"),
+            Outcome::Broken => {
+                *report.failed.entry("connection lost".into()).or_default() += 1;
+                client = cluster.connect(&name).await?;
+            }
         }
         assert_exact(&client)
             .await
