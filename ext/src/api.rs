@@ -106,8 +106,12 @@ fn pg_tviews_refresh(tview: &str) -> i64 {
             &[spi::oid_arg(relid)],
         );
         if owns.as_deref() != Some("true") {
-            let name = spi::one(client, "SELECT tviews.display_name($1)", &[spi::oid_arg(relid)])
-                .unwrap_or_default();
+            let name = spi::one(
+                client,
+                "SELECT tviews.display_name($1)",
+                &[spi::oid_arg(relid)],
+            )
+            .unwrap_or_default();
             raise_with(
                 "42501",
                 format!("must be owner of TVIEW {name}"),
