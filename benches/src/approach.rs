@@ -23,6 +23,13 @@ pub enum Approach {
     Matview,
     MatviewConcurrently,
     PgIvm,
+    /// Plain DML in the second cluster, which preloads pg_tviews: the control of the statistics
+    /// comparison (the same writes where pg_tviews does no work).
+    PlainPreloaded,
+    /// pg_tviews in the second cluster, with the library in `shared_preload_libraries`
+    /// (shared-memory statistics on): compared with [`Approach::Tviews`] when the main cluster
+    /// does not preload it.
+    TviewsPreloaded,
 }
 
 /// A read-model document table (or view) and the definition it must equal.
@@ -72,7 +79,7 @@ impl Doc {
 }
 
 impl Approach {
-    pub const ALL: [Approach; 7] = [
+    pub const ALL: [Approach; 9] = [
         Approach::Plain,
         Approach::Tviews,
         Approach::TriggersRow,
@@ -80,7 +87,37 @@ impl Approach {
         Approach::Matview,
         Approach::MatviewConcurrently,
         Approach::PgIvm,
+        Approach::PlainPreloaded,
+        Approach::TviewsPreloaded,
     ];
+
+    /// The approaches of the statistics comparison, which live in the second (preloading)
+    /// cluster.
+    pub const PRELOADED: [Approach; 2] = [Approach::PlainPreloaded, Approach::TviewsPreloaded];
+
+    /// Whether this approach lives in the second cluster, the one with pg_tviews in
+    /// `shared_preload_libraries`.
+    pub fn is_preloaded_twin(self) -> bool {
+        Approach::PRELOADED.contains(&self)
+    }
+
+    /// The approach it measures: a preloaded twin's is its counterpart in the main cluster.
+    pub fn base(self) -> Approach {
+        match self {
+            Approach::PlainPreloaded => Approach::Plain,
+            Approach::TviewsPreloaded => Approach::Tviews,
+            other => other,
+        }
+    }
+
+    /// The preloaded twin of plain DML and pg_tviews.
+    pub fn preloaded_twin(self) -> Option<Approach> {
+        match self {
+            Approach::Plain => Some(Approach::PlainPreloaded),
+            Approach::Tviews => Some(Approach::TviewsPreloaded),
+            _ => None,
+        }
+    }
 
     pub fn id(self) -> &'static str {
         match self {
@@ -91,6 +128,8 @@ impl Approach {
             Approach::Matview => "matview",
             Approach::MatviewConcurrently => "matview_concurrently",
             Approach::PgIvm => "pg_ivm",
+            Approach::PlainPreloaded => "plain_preloaded",
+            Approach::TviewsPreloaded => "tviews_preloaded",
         }
     }
 
@@ -107,6 +146,8 @@ impl Approach {
             Approach::Matview => "REFRESH MATVIEW",
             Approach::MatviewConcurrently => "REFRESH CONCURRENTLY",
             Approach::PgIvm => "pg_ivm",
+            Approach::PlainPreloaded => "plain DML, preloaded",
+            Approach::TviewsPreloaded => "pg_tviews, preloaded",
         }
     }
 
@@ -127,8 +168,8 @@ impl Approach {
     /// `CREATE TABLE AS` of the definitions.
     pub fn setup_sql(self) -> &'static str {
         match self {
-            Approach::Plain => "",
-            Approach::Tviews => TVIEWS_SQL,
+            Approach::Plain | Approach::PlainPreloaded => "",
+            Approach::Tviews | Approach::TviewsPreloaded => TVIEWS_SQL,
             Approach::TriggersRow => TRIGGERS_ROW_SQL,
             Approach::TriggersStmt => TRIGGERS_STMT_SQL,
             Approach::Matview | Approach::MatviewConcurrently => MATVIEW_SQL,
@@ -139,7 +180,7 @@ impl Approach {
     /// The creation script timed against `CREATE TABLE AS`.
     pub fn creation_sql(self) -> &'static str {
         match self {
-            Approach::Plain => CTAS_SQL,
+            Approach::Plain | Approach::PlainPreloaded => CTAS_SQL,
             other => other.setup_sql(),
         }
     }
@@ -147,8 +188,12 @@ impl Approach {
     /// Drops what [`Approach::creation_sql`] created.
     pub fn teardown_sql(self) -> &'static str {
         match self {
-            Approach::Plain => "DROP TABLE ctas_category, ctas_product, ctas_review",
-            Approach::Tviews => "DROP TABLE tv_category, tv_product, tv_review",
+            Approach::Plain | Approach::PlainPreloaded => {
+                "DROP TABLE ctas_category, ctas_product, ctas_review"
+            }
+            Approach::Tviews | Approach::TviewsPreloaded => {
+                "DROP TABLE tv_category, tv_product, tv_review"
+            }
             Approach::TriggersRow | Approach::TriggersStmt => {
                 "DO $$ DECLARE f regprocedure; BEGIN \
                    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p \
@@ -170,8 +215,8 @@ impl Approach {
     /// Where this approach keeps document `doc` (None for plain DML).
     pub fn model(self, doc: Doc) -> Option<ModelTable> {
         let prefix = match self {
-            Approach::Plain => return None,
-            Approach::Tviews => "tv_",
+            Approach::Plain | Approach::PlainPreloaded => return None,
+            Approach::Tviews | Approach::TviewsPreloaded => "tv_",
             Approach::TriggersRow | Approach::TriggersStmt => "hw_",
             Approach::Matview | Approach::MatviewConcurrently => "mv_",
             Approach::PgIvm => "ivm_",
@@ -234,8 +279,8 @@ impl Approach {
     /// measurements start from an exact state again (the failed run stays void).
     pub fn repair_sql(self) -> &'static str {
         match self {
-            Approach::Plain => "",
-            Approach::Tviews => {
+            Approach::Plain | Approach::PlainPreloaded => "",
+            Approach::Tviews | Approach::TviewsPreloaded => {
                 "SELECT pg_tviews_refresh('tv_review'); SELECT pg_tviews_refresh('tv_product'); \
                  SELECT pg_tviews_refresh('tv_category')"
             }

@@ -32,7 +32,7 @@ pub struct Panel {
 /// The operations in report order and, per panel, the ratio of each approach's median cost to
 /// plain DML's and to pg_tviews'.
 pub fn chart_data(results: &Results) -> ChartData {
-    let included = results.included();
+    let included = results.compared();
     let order = [
         Group::Row,
         Group::Bulk,

@@ -22,8 +22,10 @@ use tviews_benches::{chart, machine, report};
 level), REFRESH MATERIALIZED VIEW [CONCURRENTLY] and pg_ivm (when installed), on the demo's \
 e-commerce read model, in a scratch PostgreSQL cluster with fsync and synchronous_commit on.\n\n\
 First builds and installs a release build of pg_tviews into the system PostgreSQL \
-(cargo pgrx install --release), unless --no-install. Writes report.md, results.json, chart.png \
-and profile.md into --out."
+(cargo pgrx install --release), unless --no-install. Unless --preload, a second cluster \
+with pg_tviews in shared_preload_libraries (shared-memory statistics on) runs pg_tviews and \
+plain DML on the same data, interleaved with the rest, for the statistics comparison. Writes \
+report.md, results.json, chart.png and profile.md into --out."
 )]
 struct Args {
     /// Data size: small = 1K products (a few minutes), medium = 100K, large = 1M.
@@ -42,14 +44,20 @@ struct Args {
     /// report then says it was not built by this command).
     #[arg(long)]
     no_install: bool,
+    /// With --no-install: how the installed library was built, for the report (e.g. "release
+    /// build of commit abc1234, cargo pgrx package").
+    #[arg(long, requires = "no_install")]
+    build_note: Option<String>,
     /// Seed of the generated data and of the keys each transaction uses.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Load pg_tviews through shared_preload_libraries (shared-memory statistics on).
+    /// Load pg_tviews through shared_preload_libraries in the main cluster (shared-memory
+    /// statistics on); there is then no statistics comparison.
     #[arg(long)]
     preload: bool,
     /// Measure only these approaches besides plain DML and pg_tviews (comma-separated:
-    /// triggers_row, triggers_stmt, matview, matview_concurrently, pg_ivm).
+    /// triggers_row, triggers_stmt, matview, matview_concurrently, pg_ivm, and tviews_preloaded
+    /// or plain_preloaded for the statistics comparison, which measures both).
     #[arg(long, value_delimiter = ',')]
     approaches: Option<Vec<String>>,
     /// Measure only operations whose id starts with one of these (comma-separated; for
@@ -95,7 +103,7 @@ fn real_main(args: Args) -> Result<()> {
         let json = std::fs::read_to_string(out.join("results.json"))
             .with_context(|| format!("reading {}", out.join("results.json").display()))?;
         let results: Results = serde_json::from_str(&json)?;
-        return write_outputs(&results, &out, args.no_chart);
+        return write_outputs(results, &out, args.no_chart);
     }
     let installed = if args.no_install {
         None
@@ -128,6 +136,7 @@ fn real_main(args: Args) -> Result<()> {
         approaches,
         ops: args.ops.clone(),
         installed,
+        build_note: args.build_note.clone(),
         command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -135,11 +144,14 @@ fn real_main(args: Args) -> Result<()> {
         .enable_all()
         .build()?;
     let results = runtime.block_on(runner::run(cfg))?;
-    write_outputs(&results, &out, args.no_chart)
+    write_outputs(results, &out, args.no_chart)
 }
 
-/// report.md, results.json and (unless `no_chart`) chart.png in `out`.
-fn write_outputs(results: &Results, out: &Path, no_chart: bool) -> Result<()> {
+/// report.md, results.json (with the statistics comparison computed from the samples) and
+/// (unless `no_chart`) chart.png in `out`.
+fn write_outputs(mut results: Results, out: &Path, no_chart: bool) -> Result<()> {
+    results.preload_comparison = results.preload_comparison();
+    let results = &results;
     std::fs::create_dir_all(out)?;
     std::fs::write(
         out.join("results.json"),
@@ -163,6 +175,12 @@ fn write_outputs(results: &Results, out: &Path, no_chart: bool) -> Result<()> {
             "tviews-benches: {op}: pg_tviews costs {} of {}",
             report::times(Some(*ratio)),
             against.label()
+        );
+    }
+    if let Some(p) = &results.preload_comparison {
+        eprintln!(
+            "tviews-benches: statistics on vs off: {}",
+            report::preload_verdict(p)
         );
     }
     if !wrong.is_empty() {

@@ -3,8 +3,10 @@
 use std::fmt::Write as _;
 
 use crate::approach::Approach;
-use crate::results::{Check, OpResult, Results, Row, TviewsBreakdown, Unit};
-use crate::stats::summarize;
+use crate::results::{
+    Check, OpResult, PreloadComparison, Results, Row, TviewsBreakdown, Unit, Verdict,
+};
+use crate::stats::{MedianCi, Summary, summarize};
 use crate::workload::Group;
 
 /// Formats seconds with a unit that keeps three significant digits: 412 µs, 3.21 ms, 1.25 s.
@@ -108,7 +110,7 @@ fn group_intro(g: Group) -> &'static str {
 /// The whole report.
 pub fn render(results: &Results) -> String {
     let m = &results.meta;
-    let approaches = results.included();
+    let approaches = results.compared();
     let mut out = String::new();
     let _ = writeln!(out, "# pg_tviews benchmark: {} scale\n", m.scale);
     let rows: Vec<String> = ["category", "product", "review", "inventory"]
@@ -129,6 +131,8 @@ pub fn render(results: &Results) -> String {
         m.tviews_build,
         if m.preload {
             ", in shared_preload_libraries"
+        } else if results.included().contains(&Approach::TviewsPreloaded) {
+            ", not preloaded (a second cluster preloads it for the statistics comparison)"
         } else {
             ", not preloaded"
         }
@@ -185,6 +189,7 @@ pub fn render(results: &Results) -> String {
     out.push_str("Raw data: [results.json](results.json). Refresh statement plans: [profile.md](profile.md).\n\n");
 
     render_summary(results, &mut out);
+    render_preload(results, &mut out);
     render_approaches(results, &mut out);
     render_checks(results, &mut out);
     render_safety(results, &mut out);
@@ -240,6 +245,159 @@ fn render_summary(results: &Results, out: &mut String) {
     out.push('\n');
 }
 
+/// "1.00×–1.04× (median 1.02×)" of ratios.
+fn ratio_range(s: &Summary) -> String {
+    format!(
+        "{}–{} (median {})",
+        times(Some(s.min)),
+        times(Some(s.max)),
+        times(Some(s.median))
+    )
+}
+
+fn per_run(s: Option<Summary>) -> String {
+    s.map_or_else(
+        || "–".to_owned(),
+        |s| {
+            format!(
+                "{} / {} / {}",
+                times(Some(s.min)),
+                times(Some(s.median)),
+                times(Some(s.max))
+            )
+        },
+    )
+}
+
+fn paired(p: Option<MedianCi>) -> String {
+    p.map_or_else(
+        || "–".to_owned(),
+        |p| {
+            format!(
+                "{} [{}, {}] (n = {})",
+                times(Some(p.median)),
+                times(Some(p.low)),
+                times(Some(p.high)),
+                p.n
+            )
+        },
+    )
+}
+
+/// The statistics comparison's verdict in a few sentences.
+pub fn preload_verdict(p: &PreloadComparison) -> String {
+    let s = &p.summary;
+    let mut out = format!(
+        "within noise in {} of {} operations",
+        s.within_noise, s.operations
+    );
+    if let Some(r) = &s.ratio_medians {
+        let _ = write!(
+            out,
+            "; each operation's median ratio (preloaded ÷ not preloaded) lies in {}",
+            ratio_range(r)
+        );
+    }
+    if let Some(c) = &s.control_medians {
+        let _ = write!(
+            out,
+            "; plain DML in the same two clusters (no TVIEWs there): {}",
+            ratio_range(c)
+        );
+    }
+    out.push('.');
+    for (verdict, names) in [
+        (Verdict::Costlier, &s.costlier),
+        (Verdict::Cheaper, &s.cheaper),
+    ] {
+        if names.is_empty() {
+            continue;
+        }
+        let items: Vec<String> = p
+            .ops
+            .iter()
+            .filter(|o| o.verdict == verdict)
+            .map(|o| {
+                let mut item = format!("`{}`", o.op);
+                if let Some(r) = o.per_run {
+                    let _ = write!(item, " {} per run", ratio_range(&r));
+                }
+                if let Some(p) = o.paired {
+                    let _ = write!(
+                        item,
+                        ", paired {} (95%: {}–{})",
+                        times(Some(p.median)),
+                        times(Some(p.low)),
+                        times(Some(p.high))
+                    );
+                }
+                item
+            })
+            .collect();
+        let _ = write!(
+            out,
+            " Preloaded {} in every run, with the paired 95% interval {} 1: {}.",
+            match verdict {
+                Verdict::Costlier => "costlier",
+                _ => "cheaper",
+            },
+            match verdict {
+                Verdict::Costlier => "above",
+                _ => "below",
+            },
+            items.join("; ")
+        );
+    }
+    out
+}
+
+fn render_preload(results: &Results, out: &mut String) {
+    let Some(p) = results.preload_comparison() else {
+        return;
+    };
+    out.push_str(
+        "## Statistics on or off: pg_tviews preloaded or not
+
+Shared-memory statistics exist \
+         only when pg_tviews is in `shared_preload_libraries`. A second cluster, started with the \
+         same settings plus `shared_preload_libraries = 'pg_tviews'` and loaded with the same \
+         data, holds pg_tviews and plain DML; they take their turns in the same interleaving as \
+         every other approach (transaction by transaction, same keys). Ratios are preloaded cost \
+         ÷ not-preloaded cost (above 1: preloading costs more). *Per run*: the ratio of the two \
+         samples within each run, min / median / max over the runs. *Paired*: the ratio of each \
+         transaction (throughput: each window) to its twin with the same keys in the same run, \
+         median over all runs with its 95% interval (order statistics). *Plain DML* is the \
+         control: the same comparison where pg_tviews maintains nothing (no TVIEWs; the \
+         preloading cluster still loads its library into every backend), so it shows what the \
+         two clusters differ by apart from pg_tviews' work. The verdict is *costlier* (or *cheaper*) \
+         only when every run's ratio is above (below) 1 and the paired interval excludes 1; \
+         otherwise *within noise*.\n\n",
+    );
+    let _ = writeln!(out, "**Verdict:** {}\n", preload_verdict(&p));
+    out.push_str(
+        "| operation | not preloaded | preloaded | per run: min / median / max | paired [95%] | plain DML per run | plain DML paired [95%] | verdict |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for o in &p.ops {
+        let v = |x: Option<f64>| x.map_or_else(|| "–".to_owned(), |x| value(o.unit, x));
+        let verdict = match o.verdict {
+            Verdict::WithinNoise => o.verdict.label().to_owned(),
+            other => format!("**{}**", other.label()),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {verdict} |",
+            o.op,
+            v(o.not_preloaded),
+            v(o.preloaded),
+            per_run(o.per_run),
+            paired(o.paired),
+            per_run(o.control_per_run),
+            paired(o.control_paired),
+        );
+    }
+    out.push('\n');
+}
+
 fn render_approaches(results: &Results, out: &mut String) {
     out.push_str("## Approaches\n\n");
     for a in &results.approaches {
@@ -259,6 +417,10 @@ fn render_approaches(results: &Results, out: &mut String) {
             }
             Approach::MatviewConcurrently => "the same with REFRESH MATERIALIZED VIEW CONCURRENTLY",
             Approach::PgIvm => "pg_ivm IMMVs (benches/sql/pg_ivm.sql)",
+            Approach::PlainPreloaded => "plain DML with pg_tviews preloaded (the control)",
+            Approach::TviewsPreloaded => {
+                "pg_tviews with its library in shared_preload_libraries (shared-memory statistics on)"
+            }
         };
         let status = if a.included { "" } else { " — **skipped**" };
         let _ = write!(out, "- **{}**{status}: {what}", a.approach.label());
@@ -273,7 +435,7 @@ fn render_approaches(results: &Results, out: &mut String) {
 fn render_checks(results: &Results, out: &mut String) {
     out.push_str("## Correctness checks\n\n| approach | checks | result |\n|---|---|---|\n");
     for a in results.included() {
-        if a == Approach::Plain {
+        if a.base() == Approach::Plain {
             continue;
         }
         let checks: Vec<_> = results.checks.iter().filter(|c| c.approach == a).collect();
@@ -525,6 +687,7 @@ fn render_breakdown(results: &Results, out: &mut String) {
             .iter()
             .map(|n| med(&|b| b.flush.get(n).copied().unwrap_or(0.0)))
             .collect();
+        let cascade = med(&|b| b.cascade_capture);
         let rest = latency - capture - flushes.iter().sum::<f64>();
         let mut line = format!(
             "| `{}` | {} | {} |",
@@ -535,6 +698,7 @@ fn render_breakdown(results: &Results, out: &mut String) {
         for f in &flushes {
             let _ = write!(line, " {} |", duration(*f));
         }
+        let _ = write!(line, " {} |", duration(cascade));
         let _ = write!(
             line,
             " {} | {} | {} / {} |",
@@ -552,9 +716,11 @@ fn render_breakdown(results: &Results, out: &mut String) {
         "## Where pg_tviews' time goes\n\nPer transaction, from `pg_tviews_session_stats()` and \
          `pg_tviews_session_source_stats()` read after every transaction: means over the \
          transactions whose latency lies between the sample's 25th and 75th percentiles, median \
-         over runs. *capture* is the statement-level capture triggers; each TVIEW's *flush* is \
-         its refresh at commit (key derivation, apply; the cascade's capture on tv_product is \
-         inside tv_product's flush); *rest* is everything else: the statement itself, the \
+         over runs. *capture* is the statement-level capture triggers of the source tables; each \
+         TVIEW's *flush* is its refresh at commit (key derivation, apply, and the capture on \
+         tv_product of what its apply wrote, for the cascade to tv_category); *cascade capture* \
+         is that capture on tv_product alone (already inside tv_product's flush, not added \
+         again); *rest* is everything else: the statement itself, the \
          pre-commit work not timed per TVIEW (in this version, estimating and taking value \
          locks), the commit's WAL flush and the round trip. *statements* counts refresh \
          statements; *rows written / recomputed* the TVIEW rows written (inserted, updated, \
@@ -564,11 +730,13 @@ fn render_breakdown(results: &Results, out: &mut String) {
     for n in &names {
         let _ = write!(out, " flush {n} |");
     }
-    out.push_str(" rest | statements | rows written / recomputed |\n|---|---|---|");
+    out.push_str(
+        " cascade capture | rest | statements | rows written / recomputed |\n|---|---|---|",
+    );
     for _ in &names {
         out.push_str("---|");
     }
-    out.push_str("---|---|---|\n");
+    out.push_str("---|---|---|---|\n");
     for l in lines {
         out.push_str(&l);
         out.push('\n');
@@ -584,7 +752,15 @@ fn render_profile(results: &Results, out: &mut String) {
         "## pg_tviews' refresh statements\n\n`EXPLAIN (ANALYZE, BUFFERS)` of the prepared \
          statements from `pg_tviews_statements(...)`, executed with representative keys after \
          changing the source rows in the same transaction (then rolled back); plans in \
-         [profile.md](profile.md).\n\n| statement | keys | planning | execution |\n|---|---|---|---|\n",
+         [profile.md](profile.md). The rows after them follow one UPDATE of 1000 prices and \
+         its refresh (`pg_tviews_flush()` in the same transaction, rolled back), timed from the \
+         client, and the statements auto_explain logged meanwhile (every nested statement over \
+         5 ms; a statement's time includes the statements it runs: tv_product's apply includes \
+         the capture on tv_product), once in a new session and once in a session that ran \
+         single-row price updates first: a capture statement has no parameters, so PostgreSQL \
+         plans it for the transition tables of its first call; pg_tviews keeps one such plan \
+         per size class (1 row, up to 4, 16, 64, ...) so that a plan made for one row does not \
+         serve a thousand.\n\n| statement | keys | planning | execution |\n|---|---|---|---|\n",
     );
     for p in &results.profile {
         let _ = writeln!(
@@ -592,8 +768,12 @@ fn render_profile(results: &Results, out: &mut String) {
             "| {} | {} | {} | {} |",
             p.statement,
             p.keys,
-            p.planning_ms
-                .map_or_else(|| "failed".to_owned(), |ms| duration(ms / 1e3)),
+            match (p.planning_ms, p.execution_ms) {
+                (Some(ms), _) => duration(ms / 1e3),
+                // auto_explain and the client's clock time execution only.
+                (None, Some(_)) => "–".to_owned(),
+                (None, None) => "failed".to_owned(),
+            },
             p.execution_ms
                 .map_or_else(|| "failed".to_owned(), |ms| duration(ms / 1e3))
         );

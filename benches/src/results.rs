@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::approach::Approach;
-use crate::stats::{Summary, paired_ratios, ratio, summarize};
+use crate::stats::{MedianCi, Summary, median_ci, paired_ratios, ratio, summarize};
 use crate::workload::{Group, Op};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -21,6 +21,10 @@ pub struct Results {
     /// EXPLAIN (ANALYZE, BUFFERS) timings of pg_tviews' refresh statements.
     #[serde(default)]
     pub profile: Vec<ProfileEntry>,
+    /// pg_tviews with its library in shared_preload_libraries (statistics on) against without,
+    /// computed from the samples ([`Results::preload_comparison`]) when the results are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preload_comparison: Option<PreloadComparison>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +149,10 @@ pub struct Sample {
     pub void: bool,
     /// Where pg_tviews' time went (pg_tviews only).
     pub tviews: Option<TviewsBreakdown>,
+    /// Every transaction's latency (or every window's throughput), in order: kept for the
+    /// approaches of the statistics comparison, whose transactions are paired one by one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
 }
 
 impl Sample {
@@ -170,6 +178,7 @@ impl Sample {
             errors: 0,
             void: false,
             tviews: None,
+            values: Vec::new(),
         })
     }
 }
@@ -178,8 +187,13 @@ impl Sample {
 /// since a reset, or the difference over one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TviewsCounters {
-    /// Milliseconds in the capture triggers of the source tables (statement time).
+    /// Milliseconds in the capture triggers of the source tables (statement time), TVIEWs read
+    /// by other TVIEWs left out.
     pub capture_ms: f64,
+    /// Milliseconds in the capture triggers of TVIEWs read by other TVIEWs (a cascade): part of
+    /// the upstream TVIEW's flush time.
+    #[serde(default)]
+    pub cascade_capture_ms: f64,
     /// Milliseconds refreshing each TVIEW at commit (derive, apply; a cascade's capture on a
     /// TVIEW is inside its upstream TVIEW's time).
     pub flush_ms: BTreeMap<String, f64>,
@@ -194,6 +208,7 @@ impl TviewsCounters {
     pub fn since(&self, earlier: &TviewsCounters) -> TviewsCounters {
         TviewsCounters {
             capture_ms: self.capture_ms - earlier.capture_ms,
+            cascade_capture_ms: self.cascade_capture_ms - earlier.cascade_capture_ms,
             flush_ms: self
                 .flush_ms
                 .iter()
@@ -220,8 +235,11 @@ pub struct TviewsBreakdown {
     pub transactions: u64,
     /// Seconds, as timed by the client.
     pub latency: f64,
-    /// Seconds in the capture triggers.
+    /// Seconds in the capture triggers of the source tables.
     pub capture: f64,
+    /// Seconds in the capture triggers of TVIEWs read by other TVIEWs (inside `flush`).
+    #[serde(default)]
+    pub cascade_capture: f64,
     /// Seconds refreshing each TVIEW at commit.
     pub flush: BTreeMap<String, f64>,
     pub statements: f64,
@@ -254,6 +272,7 @@ impl TviewsBreakdown {
             transactions: middle.len() as u64,
             latency: mean(&|t| t.0),
             capture: mean(&|t| t.1.capture_ms / 1e3),
+            cascade_capture: mean(&|t| t.1.cascade_capture_ms / 1e3),
             flush,
             statements: mean(&|t| t.1.statements as f64),
             keys: mean(&|t| t.1.keys as f64),
@@ -295,7 +314,138 @@ pub struct Row {
     pub wal_per_row_no_fpi: Option<f64>,
 }
 
+/// pg_tviews preloaded (shared-memory statistics on) against not preloaded, over the operations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreloadComparison {
+    pub ops: Vec<PreloadRatio>,
+    pub summary: PreloadSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreloadSummary {
+    pub operations: usize,
+    pub within_noise: usize,
+    /// Operations where preloading cost measurably more, or less.
+    pub costlier: Vec<String>,
+    pub cheaper: Vec<String>,
+    /// Over the operations: each one's median per-run ratio (preloaded ÷ not preloaded).
+    pub ratio_medians: Option<Summary>,
+    /// The same for plain DML in the two clusters.
+    pub control_medians: Option<Summary>,
+}
+
+/// Whether an operation's ratio stands out of the noise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The runs do not agree on a side of 1, or the paired interval contains 1.
+    WithinNoise,
+    /// Every run's ratio above 1, and the paired interval above 1.
+    Costlier,
+    /// Every run's ratio below 1, and the paired interval below 1.
+    Cheaper,
+}
+
+impl Verdict {
+    /// Costlier or cheaper only when the runs agree and the paired interval (if there is one)
+    /// excludes 1.
+    pub fn of(per_run: Option<Summary>, paired: Option<MedianCi>) -> Verdict {
+        let Some(runs) = per_run else {
+            return Verdict::WithinNoise;
+        };
+        let above = runs.n >= 2 && runs.min > 1.0 && paired.is_none_or(|p| p.low > 1.0);
+        let below = runs.n >= 2 && runs.max < 1.0 && paired.is_none_or(|p| p.high < 1.0);
+        if above {
+            Verdict::Costlier
+        } else if below {
+            Verdict::Cheaper
+        } else {
+            Verdict::WithinNoise
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::WithinNoise => "within noise",
+            Verdict::Costlier => "costlier preloaded",
+            Verdict::Cheaper => "cheaper preloaded",
+        }
+    }
+}
+
+/// One operation's ratio of costs, preloaded ÷ not preloaded (above 1: preloading costs more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreloadRatio {
+    pub op: String,
+    pub unit: Unit,
+    /// Median over runs of each side's sample value, in the operation's unit.
+    pub not_preloaded: Option<f64>,
+    pub preloaded: Option<f64>,
+    /// The ratio of the two samples of each run: min, median, max over runs.
+    pub per_run: Option<Summary>,
+    /// The ratio of each transaction (or throughput window) to its twin, the one with the same
+    /// keys and position in the same run: median over all runs, with its 95% interval.
+    pub paired: Option<MedianCi>,
+    /// The same two for plain DML in the two clusters (pg_tviews does no work there).
+    pub control_per_run: Option<Summary>,
+    pub control_paired: Option<MedianCi>,
+    pub verdict: Verdict,
+}
+
 impl OpResult {
+    /// The preloaded twin's cost over `base`'s: per run, and per paired transaction.
+    fn twin_ratios(&self, base: Approach) -> (Option<Summary>, Option<MedianCi>) {
+        let Some(twin) = base.preloaded_twin() else {
+            return (None, None);
+        };
+        let runs = self.samples.iter().map(|s| s.run).max().unwrap_or(0);
+        let per_run = paired_ratios(
+            &self.costs_by_run(twin, runs),
+            &self.costs_by_run(base, runs),
+        );
+        let valid = |a: Approach, run: u32| {
+            self.samples
+                .iter()
+                .find(|s| s.approach == a && s.run == run && !s.void)
+        };
+        let mut pairs = Vec::new();
+        for run in 1..=runs {
+            if let (Some(b), Some(t)) = (valid(base, run), valid(twin, run)) {
+                pairs.extend(b.values.iter().zip(&t.values).filter_map(|(b, t)| {
+                    ratio(Some(self.unit.cost(*t)), Some(self.unit.cost(*b)))
+                }));
+            }
+        }
+        (per_run, median_ci(&pairs))
+    }
+
+    /// pg_tviews preloaded ÷ not preloaded for this operation; None without both measured.
+    pub fn preload_ratio(&self) -> Option<PreloadRatio> {
+        let (per_run, paired) = self.twin_ratios(Approach::Tviews);
+        per_run?;
+        let (control_per_run, control_paired) = self.twin_ratios(Approach::Plain);
+        let median = |a: Approach| {
+            let v: Vec<f64> = self
+                .samples
+                .iter()
+                .filter(|s| s.approach == a && !s.void)
+                .map(|s| s.value)
+                .collect();
+            summarize(&v).map(|s| s.median)
+        };
+        Some(PreloadRatio {
+            op: self.id.clone(),
+            unit: self.unit,
+            not_preloaded: median(Approach::Tviews),
+            preloaded: median(Approach::TviewsPreloaded),
+            per_run,
+            paired,
+            control_per_run,
+            control_paired,
+            verdict: Verdict::of(per_run, paired),
+        })
+    }
+
     /// Each approach's valid values by run (None where a run has no valid sample).
     fn costs_by_run(&self, approach: Approach, runs: u32) -> Vec<Option<f64>> {
         (1..=runs)
@@ -374,6 +524,55 @@ impl Results {
             .collect()
     }
 
+    /// The approaches of the tables per operation and the chart: those measured, without the
+    /// preloaded twins (which only serve the statistics comparison).
+    pub fn compared(&self) -> Vec<Approach> {
+        self.included()
+            .into_iter()
+            .filter(|a| !a.is_preloaded_twin())
+            .collect()
+    }
+
+    /// pg_tviews preloaded (statistics on) against not, per operation, with plain DML in the
+    /// same two clusters as the control; None when the preloaded twin was not measured.
+    pub fn preload_comparison(&self) -> Option<PreloadComparison> {
+        if !self.included().contains(&Approach::TviewsPreloaded) {
+            return None;
+        }
+        let ops: Vec<PreloadRatio> = self
+            .ops
+            .iter()
+            .filter_map(|op| op.preload_ratio())
+            .collect();
+        if ops.is_empty() {
+            return None;
+        }
+        let count = |v: Verdict| ops.iter().filter(|o| o.verdict == v).count();
+        let names = |v: Verdict| {
+            ops.iter()
+                .filter(|o| o.verdict == v)
+                .map(|o| o.op.clone())
+                .collect()
+        };
+        let medians: Vec<f64> = ops
+            .iter()
+            .filter_map(|o| o.per_run.map(|s| s.median))
+            .collect();
+        let control: Vec<f64> = ops
+            .iter()
+            .filter_map(|o| o.control_per_run.map(|s| s.median))
+            .collect();
+        let summary = PreloadSummary {
+            operations: ops.len(),
+            within_noise: count(Verdict::WithinNoise),
+            costlier: names(Verdict::Costlier),
+            cheaper: names(Verdict::Cheaper),
+            ratio_medians: summarize(&medians),
+            control_medians: summarize(&control),
+        };
+        Some(PreloadComparison { ops, summary })
+    }
+
     /// pg_tviews' median cost ÷ the cheaper hand-written trigger variant's, per operation,
     /// worst (highest) first: where pg_tviews loses most to the approach it must beat.
     pub fn tviews_vs_triggers(&self) -> Vec<(String, f64, Approach)> {
@@ -435,11 +634,44 @@ pub fn fixture() -> Results {
         wal_fpi_bytes: Some(wal / 2),
         ..Sample::of_values(approach, run, &[value], 60, 60).unwrap()
     };
+    // The statistics comparison's samples keep every transaction: pg_tviews preloaded costs 5%
+    // more in every transaction; plain DML's control moves both ways.
+    let with_values = |approach, run, values: Vec<f64>, wal: u64| Sample {
+        wal_bytes: Some(wal),
+        wal_fpi_bytes: Some(wal / 2),
+        values: values.clone(),
+        ..Sample::of_values(approach, run, &values, 60, 60).unwrap()
+    };
+    let scaled = |v: &[f64], by: &[f64]| -> Vec<f64> {
+        v.iter()
+            .zip(by.iter().cycle())
+            .map(|(x, f)| x * f)
+            .collect()
+    };
+    let tv_run1 = [0.0019, 0.002, 0.0021, 0.002, 0.0018, 0.0022];
+    let plain_run1 = [0.0002, 0.00019, 0.00021, 0.0002, 0.00018, 0.00022];
+    let twins: Vec<Sample> = [1u32, 2]
+        .iter()
+        .flat_map(|&run| {
+            let f = if run == 1 { 1.0 } else { 1.5 };
+            let tv = scaled(&tv_run1, &[f]);
+            let plain = scaled(&plain_run1, &[f]);
+            [
+                with_values(Approach::TviewsPreloaded, run, scaled(&tv, &[1.05]), 4000),
+                with_values(
+                    Approach::PlainPreloaded,
+                    run,
+                    scaled(&plain, &[1.02, 0.98, 1.01, 0.99, 1.0, 1.03]),
+                    1000,
+                ),
+            ]
+        })
+        .collect();
     let row_op = Op::Row {
         level: Level::Product,
         action: Action::Update,
     };
-    let mut tv1 = sample(Approach::Tviews, 1, 0.002, 4000);
+    let mut tv1 = with_values(Approach::Tviews, 1, tv_run1.to_vec(), 4000);
     let mut breakdown = TviewsBreakdown {
         transactions: 30,
         latency: 0.002,
@@ -492,6 +724,16 @@ pub fn fixture() -> Results {
                 included: false,
                 note: Some("pg_ivm is not installed".into()),
             },
+            ApproachStatus {
+                approach: Approach::PlainPreloaded,
+                included: true,
+                note: None,
+            },
+            ApproachStatus {
+                approach: Approach::TviewsPreloaded,
+                included: true,
+                note: Some("In a second cluster".into()),
+            },
         ],
         checks: vec![
             Check {
@@ -521,14 +763,17 @@ pub fn fixture() -> Results {
             op(
                 row_op,
                 Unit::SecondsPerTxn,
-                vec![
-                    sample(Approach::Plain, 1, 0.0002, 1000),
-                    sample(Approach::Plain, 2, 0.0003, 1000),
+                [
+                    with_values(Approach::Plain, 1, plain_run1.to_vec(), 1000),
+                    with_values(Approach::Plain, 2, scaled(&plain_run1, &[1.5]), 1000),
                     tv1,
-                    sample(Approach::Tviews, 2, 0.003, 4000),
+                    with_values(Approach::Tviews, 2, scaled(&tv_run1, &[1.5]), 4000),
                     sample(Approach::TriggersRow, 1, 0.001, 3000),
                     void,
-                ],
+                ]
+                .into_iter()
+                .chain(twins)
+                .collect(),
             ),
             op(
                 conc,
@@ -548,6 +793,7 @@ pub fn fixture() -> Results {
             planning_ms: None,
             plan_head: "Aggregate".into(),
         }],
+        preload_comparison: None,
     }
 }
 
@@ -569,6 +815,7 @@ mod tests {
             errors: 0,
             void: false,
             tviews: None,
+            values: Vec::new(),
         }
     }
 
@@ -651,6 +898,7 @@ mod tests {
                 ],
             )],
             profile: Vec::new(),
+            preload_comparison: None,
         };
         let worst = results.tviews_vs_triggers();
         assert_eq!(worst, vec![("update_product".to_owned(), 3.0, TriggersRow)]);
@@ -689,6 +937,69 @@ mod tests {
         let earlier = txn(0.0, 1.0).1;
         assert_eq!(later.since(&earlier).capture_ms, 2.0);
         assert_eq!(later.since(&earlier).statements, 0);
+    }
+
+    #[test]
+    fn the_preload_comparison_pairs_transactions() {
+        let results = fixture();
+        let p = results.preload_comparison().expect("twins measured");
+        // Only the operation where both twins were measured.
+        assert_eq!(p.ops.len(), 1);
+        let o = &p.ops[0];
+        assert_eq!(o.op, "update_product");
+        let runs = o.per_run.unwrap();
+        assert!((runs.min - 1.05).abs() < 1e-9 && (runs.max - 1.05).abs() < 1e-9);
+        let paired = o.paired.unwrap();
+        assert_eq!(paired.n, 12);
+        assert!(paired.low > 1.04 && paired.high < 1.06);
+        assert_eq!(o.verdict, Verdict::Costlier);
+        // The control moves both ways: within noise.
+        let c = o.control_paired.unwrap();
+        assert!(c.low < 1.0 && c.high > 1.0, "{c:?}");
+        assert_eq!(
+            Verdict::of(o.control_per_run, o.control_paired),
+            Verdict::WithinNoise
+        );
+        assert_eq!(p.summary.costlier, vec!["update_product".to_owned()]);
+        assert_eq!(p.summary.within_noise, 0);
+        // The twins stay out of the tables per operation.
+        assert!(!results.compared().contains(&Approach::TviewsPreloaded));
+    }
+
+    #[test]
+    fn a_verdict_needs_every_run_and_the_interval() {
+        let runs = |min, max| Summary {
+            min,
+            median: (min + max) / 2.0,
+            max,
+            n: 3,
+        };
+        let ci = |low, high| MedianCi {
+            median: (low + high) / 2.0,
+            low,
+            high,
+            n: 100,
+        };
+        use Verdict::*;
+        assert_eq!(
+            Verdict::of(Some(runs(1.01, 1.03)), Some(ci(1.01, 1.02))),
+            Costlier
+        );
+        assert_eq!(
+            Verdict::of(Some(runs(0.99, 1.03)), Some(ci(1.01, 1.02))),
+            WithinNoise
+        );
+        assert_eq!(
+            Verdict::of(Some(runs(1.01, 1.03)), Some(ci(0.99, 1.02))),
+            WithinNoise
+        );
+        assert_eq!(Verdict::of(Some(runs(0.9, 0.95)), None), Cheaper);
+        assert_eq!(Verdict::of(None, None), WithinNoise);
+        let one_run = Summary {
+            n: 1,
+            ..runs(1.1, 1.1)
+        };
+        assert_eq!(Verdict::of(Some(one_run), None), WithinNoise);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub fn params(t: &Params) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
 
 const TEMPLATE_DB: &str = "bench_template";
 const CREATE_DB: &str = "bench_create";
+/// In the preloading cluster: where CHECKPOINT and pg_walinspect run.
+const ADMIN_DB: &str = "bench_admin";
 /// Materialized views are left out of the concurrency operations when one refresh of what a
 /// price change touches takes longer than this: every client would wait for every refresh.
 const MATVIEW_CONCURRENCY_LIMIT: Duration = Duration::from_secs(1);
@@ -111,7 +113,18 @@ pub struct Config {
     pub ops: Option<Vec<String>>,
     /// "release build, installed by this command", or None when the command did not install.
     pub installed: Option<String>,
+    /// With --no-install: what the caller says the installed library is (--build-note).
+    pub build_note: Option<String>,
     pub command: String,
+}
+
+/// The second cluster of the statistics comparison: the same settings plus
+/// `shared_preload_libraries = 'pg_tviews'`, holding the preloaded twins' databases.
+struct PreloadedCluster {
+    /// A connection for CHECKPOINT and pg_walinspect.
+    admin: Client,
+    walinspect: bool,
+    cluster: Cluster,
 }
 
 /// A connection per approach database, plus what the report needs to know about them.
@@ -129,6 +142,8 @@ struct Bench {
     refresh_estimate: BTreeMap<(Approach, Doc), f64>,
     checks: Vec<Check>,
     notes: Vec<String>,
+    /// The preloading cluster of the statistics comparison, when measured.
+    preloaded: Option<PreloadedCluster>,
     /// Last, so that it is dropped (stopped) after the connections.
     cluster: Cluster,
 }
@@ -153,7 +168,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
     let cluster = Cluster::start(ClusterOptions {
         name: "bench".into(),
         preload: cfg.preload,
-        settings,
+        settings: settings.clone(),
         ..ClusterOptions::default()
     })?;
     eprintln!(
@@ -174,16 +189,62 @@ pub async fn run(cfg: Config) -> Result<Results> {
         )?
         .trim()
         == "1";
+    // The statistics comparison: both preloaded twins or neither.
+    let twins_wanted = cfg
+        .approaches
+        .as_ref()
+        .is_none_or(|w| Approach::PRELOADED.iter().any(|t| w.contains(t)));
+    let mut preloaded: Option<Cluster> = None;
     for a in Approach::ALL {
-        let wanted = cfg
-            .approaches
-            .as_ref()
-            .is_none_or(|w| w.contains(&a) || matches!(a, Approach::Plain | Approach::Tviews));
+        let wanted = if a.is_preloaded_twin() {
+            twins_wanted
+        } else {
+            cfg.approaches
+                .as_ref()
+                .is_none_or(|w| w.contains(&a) || matches!(a, Approach::Plain | Approach::Tviews))
+        };
         if !wanted {
             statuses.push(ApproachStatus {
                 approach: a,
                 included: false,
                 note: Some("left out by --approaches".into()),
+            });
+            continue;
+        }
+        if a.is_preloaded_twin() {
+            if cfg.preload {
+                statuses.push(ApproachStatus {
+                    approach: a,
+                    included: false,
+                    note: Some(
+                        "the main cluster preloads pg_tviews too (--preload): nothing to compare"
+                            .into(),
+                    ),
+                });
+                continue;
+            }
+            if preloaded.is_none() {
+                eprintln!(
+                    "tviews-benches: starting the second cluster (pg_tviews in shared_preload_libraries)"
+                );
+                let second = Cluster::start(ClusterOptions {
+                    name: "bench_preloaded".into(),
+                    preload: true,
+                    settings: settings.clone(),
+                    ..ClusterOptions::default()
+                })
+                .context("starting the preloading cluster of the statistics comparison")?;
+                load_template(&second, &cat).await?;
+                preloaded = Some(second);
+            }
+            let second = preloaded.as_ref().expect("started above");
+            eprintln!("tviews-benches: setting up {}", a.label());
+            setup_approach(second, a).with_context(|| format!("setting up {}", a.label()))?;
+            approaches.push(a);
+            statuses.push(ApproachStatus {
+                approach: a,
+                included: true,
+                note: approach_note(a),
             });
             continue;
         }
@@ -222,13 +283,33 @@ pub async fn run(cfg: Config) -> Result<Results> {
 
     let mut clients = BTreeMap::new();
     for a in &approaches {
-        clients.insert(*a, cluster.connect(&a.database()).await?);
+        let home = match (&preloaded, a.is_preloaded_twin()) {
+            (Some(second), true) => second,
+            _ => &cluster,
+        };
+        clients.insert(*a, home.connect(&a.database()).await?);
     }
     let create_client = cluster.connect(CREATE_DB).await?;
     let walinspect = create_client
         .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         .await
         .is_ok();
+    let preloaded = match preloaded {
+        Some(second) => {
+            second.create_database(ADMIN_DB)?;
+            let admin = second.connect(ADMIN_DB).await?;
+            let walinspect = admin
+                .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+                .await
+                .is_ok();
+            Some(PreloadedCluster {
+                admin,
+                walinspect,
+                cluster: second,
+            })
+        }
+        None => None,
+    };
     let mut bench = Bench {
         cluster,
         cat,
@@ -241,6 +322,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
         refresh_estimate: BTreeMap::new(),
         checks: Vec::new(),
         notes: Vec::new(),
+        preloaded,
     };
     bench.estimate_refreshes().await?;
     for a in bench.approaches.clone() {
@@ -334,6 +416,7 @@ pub async fn run(cfg: Config) -> Result<Results> {
         safety,
         ops: results,
         profile,
+        preload_comparison: None,
     };
     std::fs::create_dir_all(&bench.cfg.out)?;
     std::fs::write(
@@ -362,6 +445,14 @@ fn approach_note(a: Approach) -> Option<String> {
              with the definitions"
                 .into(),
         ),
+        Approach::PlainPreloaded | Approach::TviewsPreloaded => Some(format!(
+            "In a second cluster started with the same settings plus shared_preload_libraries = \
+             'pg_tviews' (shared-memory statistics on), from the same data; {} takes its turns in \
+             the same interleaving as every approach, with the same keys, for the statistics \
+             comparison only (not in the tables per operation, nor in initial creation and the \
+             safety rounds)",
+            a.base().label()
+        )),
         Approach::Matview => Some(
             "When a refresh is slow, only the first transactions of a sample are timed (with their \
              refresh); the rest are applied without refresh and the views refreshed once after"
@@ -423,7 +514,7 @@ pub fn setup_approach(cluster: &Cluster, a: Approach) -> Result<()> {
         "postgres",
         &format!("CREATE DATABASE {db} TEMPLATE {TEMPLATE_DB}"),
     )?;
-    match a {
+    match a.base() {
         Approach::Tviews => {
             cluster.psql(&db, "CREATE EXTENSION pg_tviews")?;
         }
@@ -474,7 +565,7 @@ pub async fn check_read_model(client: &Client, a: Approach) -> Result<Vec<(Strin
             .with_context(|| format!("checking {}", model.table))?
             .get(0);
         differing.push((model.table.to_owned(), n));
-        if a == Approach::Tviews {
+        if a.base() == Approach::Tviews {
             let n: i64 = client
                 .query_one("SELECT pg_tviews_diff($1)", &[&model.table])
                 .await?
@@ -539,6 +630,29 @@ impl Bench {
         &self.clients[&a]
     }
 
+    /// The cluster that holds the approach's database.
+    fn cluster_of(&self, a: Approach) -> &Cluster {
+        match &self.preloaded {
+            Some(second) if a.is_preloaded_twin() => &second.cluster,
+            _ => &self.cluster,
+        }
+    }
+
+    /// A connection to the approach's cluster for pg_walinspect, when it is installed there.
+    fn walinspect_of(&self, a: Approach) -> Option<&Client> {
+        match &self.preloaded {
+            Some(second) if a.is_preloaded_twin() => second.walinspect.then_some(&second.admin),
+            _ if a.is_preloaded_twin() => None,
+            _ => self.walinspect.then_some(&self.create_client),
+        }
+    }
+
+    /// Keep each transaction's value in the samples of the statistics comparison's approaches
+    /// (their transactions are paired one by one).
+    fn keeps_values(&self, a: Approach) -> bool {
+        self.preloaded.is_some() && (a.is_preloaded_twin() || a.preloaded_twin().is_some())
+    }
+
     /// One REFRESH of each materialized view, timed, to size the samples.
     async fn estimate_refreshes(&mut self) -> Result<()> {
         for a in self.approaches.clone() {
@@ -569,12 +683,15 @@ impl Bench {
             self.client(*a).batch_execute("VACUUM (ANALYZE)").await?;
         }
         self.create_client.batch_execute("CHECKPOINT").await?;
+        if let Some(second) = &self.preloaded {
+            second.admin.batch_execute("CHECKPOINT").await?;
+        }
         Ok(())
     }
 
     /// Compares the read model with the definitions; records the check.
     async fn check(&mut self, a: Approach, when: &str) -> Result<bool> {
-        if a == Approach::Plain {
+        if a.base() == Approach::Plain {
             return Ok(true);
         }
         let check = Check {
@@ -603,8 +720,9 @@ impl Bench {
             Op::Create => {
                 let mut samples = Vec::new();
                 for &a in order {
-                    if a == Approach::MatviewConcurrently {
-                        // The same views and indexes as REFRESH MATVIEW.
+                    if a == Approach::MatviewConcurrently || a.is_preloaded_twin() {
+                        // The same views and indexes as REFRESH MATVIEW; the twins' creation
+                        // would be timed in another cluster than the rest.
                         continue;
                     }
                     match self.measure_create(a, run).await {
@@ -657,7 +775,9 @@ impl Bench {
             let prepared = async {
                 let (sql, types) = op.statement(a).context("no statement")?;
                 let stmt = client.prepare_typed(&sql, &types).await?;
-                let counters = if a == Approach::Tviews {
+                // Both pg_tviews variants read their counters after each transaction, so that
+                // the untimed work between their transactions is the same.
+                let counters = if a.base() == Approach::Tviews {
                     client
                         .batch_execute("SELECT pg_tviews_session_stats_reset()")
                         .await?;
@@ -749,10 +869,9 @@ impl Bench {
                     // Up to date again, so the next operation starts from current views.
                     st.client.batch_execute(&st.refresh).await?;
                 }
-                let fpi = if self.walinspect && !read {
-                    Some(fpi_bytes(&self.create_client, &st.wal_ranges).await?)
-                } else {
-                    None
+                let fpi = match self.walinspect_of(st.a) {
+                    Some(admin) if !read => Some(fpi_bytes(admin, &st.wal_ranges).await?),
+                    _ => None,
                 };
                 Ok((TviewsBreakdown::from_transactions(&st.tviews_txns), fpi))
             }
@@ -771,10 +890,16 @@ impl Bench {
             else {
                 continue;
             };
+            let values = if self.keeps_values(st.a) {
+                st.latencies.clone()
+            } else {
+                Vec::new()
+            };
             samples.push(Sample {
                 wal_bytes: (!read).then_some(st.wal),
                 wal_fpi_bytes,
                 tviews,
+                values,
                 ..sample
             });
         }
@@ -871,8 +996,14 @@ impl Bench {
             if let Some(sample) =
                 Sample::of_values(conc.a, run, &conc.tps, conc.commits, conc.commits)
             {
+                let values = if self.keeps_values(conc.a) {
+                    conc.tps.clone()
+                } else {
+                    Vec::new()
+                };
                 samples.push(Sample {
                     errors: conc.errors,
+                    values,
                     ..sample
                 });
             }
@@ -903,6 +1034,7 @@ impl Bench {
             errors: 0,
             void: false,
             tviews: None,
+            values: Vec::new(),
         })
     }
 
@@ -918,7 +1050,7 @@ impl Bench {
         let (sql, types) = op.statement(a).context("no statement")?;
         let mut sessions = Vec::new();
         for k in 0..clients {
-            let client = self.cluster.connect(&a.database()).await?;
+            let client = self.cluster_of(a).connect(&a.database()).await?;
             let stmt = client.prepare_typed(&sql, &types).await?;
             sessions.push(Session {
                 client,
@@ -940,7 +1072,7 @@ impl Bench {
         let category = self.cat.categories() / 2 + 1;
         let mut checks = Vec::new();
         for &a in &self.approaches {
-            if a == Approach::Plain {
+            if a == Approach::Plain || a.is_preloaded_twin() {
                 continue;
             }
             let mut sessions = self
@@ -1070,7 +1202,10 @@ impl Bench {
         let mut plans = Vec::new();
         for (name, keys, before, sql, arg) in cases {
             let explained = async {
-                c.batch_execute("BEGIN").await?;
+                // The apply statements write the TVIEWs, which only pg_tviews' own refresh may
+                // do; a superuser may for repairs (rolled back here).
+                c.batch_execute("BEGIN; SET LOCAL pg_tviews.allow_direct_writes = on")
+                    .await?;
                 if !before.is_empty() {
                     c.batch_execute(&before)
                         .await
@@ -1129,6 +1264,110 @@ impl Bench {
                 format!("{name} — {keys}"),
                 format!("{sql}\n\n{}", text.join("\n")),
             ));
+        }
+        let (capture_entries, capture_plans) = self.profile_capture().await?;
+        entries.extend(capture_entries);
+        plans.extend(capture_plans);
+        Ok((entries, plans))
+    }
+
+    /// The capture and refresh of one 1000-row price update, as auto_explain logs them (every
+    /// nested statement over 5 ms, with its plan as executed): once in a new session, once in a
+    /// session that ran single-row price updates first. A capture statement has no parameters,
+    /// so each plan is made for the transition tables of its first call; pg_tviews keeps one
+    /// per size class, and the two sessions show whether a plan made for one row serves the
+    /// thousand.
+    async fn profile_capture(&self) -> Result<(Vec<ProfileEntry>, Vec<(String, String)>)> {
+        let mut entries = Vec::new();
+        let mut plans = Vec::new();
+        let products = self.cat.products().min(1000) as i64;
+        for warm in [false, true] {
+            let session = if warm {
+                "session that ran 3 single-row price updates first"
+            } else {
+                "new session"
+            };
+            let c = self.cluster.connect(&Approach::Tviews.database()).await?;
+            if warm {
+                for p in [11_i64, 12, 13] {
+                    c.execute(
+                        "UPDATE tb_product SET price = price + 1 WHERE pk_product = $1",
+                        &[&p],
+                    )
+                    .await?;
+                }
+            }
+            c.batch_execute(
+                "LOAD 'auto_explain'; SET auto_explain.log_min_duration = '5ms'; \
+                 SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; \
+                 SET auto_explain.log_nested_statements = on",
+            )
+            .await
+            .context("loading auto_explain")?;
+            let log = self.cluster.log_path();
+            let offset = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
+            let sql = format!(
+                "UPDATE tb_product SET price = price + 1 WHERE pk_product BETWEEN 1 AND {products}; \
+                 SELECT pg_tviews_flush()"
+            );
+            c.batch_execute("BEGIN").await?;
+            let started = Instant::now();
+            let done = c.batch_execute(&sql).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            c.batch_execute("ROLLBACK").await?;
+            done.context("the 1000-row price update")?;
+            // Give the server a moment to write the last lines of the log.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let text = std::fs::read(log)
+                .map(|b| {
+                    String::from_utf8_lossy(&b[offset.min(b.len() as u64) as usize..]).into_owned()
+                })
+                .unwrap_or_default();
+            entries.push(ProfileEntry {
+                statement: format!("UPDATE of {products} prices + pg_tviews_flush()"),
+                keys: format!("whole statement and refresh, {session}"),
+                execution_ms: Some(elapsed * 1e3),
+                planning_ms: None,
+                plan_head: String::new(),
+            });
+            for logged in auto_explain_entries(&text) {
+                let what = if logged.query.contains("tviews_changed_old") {
+                    // The columns compared tell the two captured tables apart.
+                    let image = logged
+                        .query
+                        .split("ROW(")
+                        .nth(1)
+                        .and_then(|s| s.split(')').next())
+                        .unwrap_or("");
+                    let table = if image.contains("\"price\"") {
+                        "tb_product"
+                    } else {
+                        "tv_product (cascade)"
+                    };
+                    format!("capture of {table}: update filter")
+                } else if logged.query.starts_with("WITH src AS") {
+                    let target = logged
+                        .query
+                        .split("DELETE FROM ")
+                        .nth(1)
+                        .and_then(|s| s.split(" AS").next())
+                        .unwrap_or("?");
+                    format!("apply_keys of {target}")
+                } else {
+                    continue;
+                };
+                entries.push(ProfileEntry {
+                    statement: what.clone(),
+                    keys: format!("{products} products, {session}"),
+                    execution_ms: Some(logged.ms),
+                    planning_ms: None,
+                    plan_head: logged.plan.lines().take(3).collect::<Vec<_>>().join("\n"),
+                });
+                plans.push((
+                    format!("{what} — {products} products, {session} (auto_explain)"),
+                    format!("{}\n\n{}", logged.query, logged.plan),
+                ));
+            }
         }
         Ok((entries, plans))
     }
@@ -1197,7 +1436,11 @@ impl Bench {
                 .trim_end_matches('/')
                 .to_owned(),
             tviews_version,
-            tviews_build: self.cfg.installed.clone().unwrap_or_else(installed_build),
+            tviews_build: self
+                .cfg
+                .installed
+                .clone()
+                .unwrap_or_else(|| installed_build(self.cfg.build_note.as_deref())),
             cpu: crate::machine::cpu_model(),
             cores: crate::machine::cores(),
             memory: crate::machine::memory(),
@@ -1210,15 +1453,60 @@ impl Bench {
     }
 }
 
-/// What the installed library looks like when this command did not install it.
-fn installed_build() -> String {
+/// One statement auto_explain logged: its duration, text and plan.
+#[derive(Debug, Clone, PartialEq)]
+struct Logged {
+    ms: f64,
+    query: String,
+    plan: String,
+}
+
+/// The statements auto_explain logged in `log` (`LOG:  duration: 12.3 ms  plan:`, then the
+/// query text and the plan on lines indented by a tab).
+fn auto_explain_entries(log: &str) -> Vec<Logged> {
+    let mut out = Vec::new();
+    let mut lines = log.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(ms) = line
+            .split("LOG:  duration: ")
+            .nth(1)
+            .filter(|rest| rest.ends_with("plan:"))
+            .and_then(|rest| rest.split(" ms").next())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let mut query = String::new();
+        let mut plan = Vec::new();
+        while let Some(next) = lines.next_if(|l| l.starts_with('\t')) {
+            let next = &next[1..];
+            match next.strip_prefix("Query Text: ") {
+                Some(q) => query = q.to_owned(),
+                None => plan.push(next.to_owned()),
+            }
+        }
+        out.push(Logged {
+            ms,
+            query,
+            plan: plan.join("\n"),
+        });
+    }
+    out
+}
+
+/// What the installed library looks like when this command did not install it, after what the
+/// caller says it is (`note`).
+fn installed_build(note: Option<&str>) -> String {
     let lib = pkglibdir().map(|d| d.join("pg_tviews.so"));
     let what = match lib.as_deref().and_then(crate::machine::has_debug_info) {
         Some(true) => "the installed library has debug info: a debug build",
         Some(false) => "the installed library has no debug info: probably a release build",
         None => "the installed library could not be read",
     };
-    format!("not built by this command (--no-install): {what}")
+    match note {
+        Some(note) => format!("{note}; not built by this command (--no-install): {what}"),
+        None => format!("not built by this command (--no-install): {what}"),
+    }
 }
 
 fn pkglibdir() -> Option<PathBuf> {
@@ -1250,13 +1538,19 @@ async fn tviews_counters(client: &Client) -> Result<TviewsCounters> {
         c.skipped += r.get::<_, i64>(4);
         *c.flush_ms.entry(name).or_default() += r.get::<_, f64>(5);
     }
+    // A TVIEW read by another TVIEW is a source too; its capture runs inside the upstream
+    // TVIEW's flush, so it is counted apart (else it would be counted twice).
     let row = client
         .query_one(
-            "SELECT coalesce(sum(time_ms), 0)::float8 FROM pg_tviews_session_source_stats()",
+            "SELECT coalesce(sum(s.time_ms) FILTER (WHERE t.relid IS NULL), 0)::float8, \
+                    coalesce(sum(s.time_ms) FILTER (WHERE t.relid IS NOT NULL), 0)::float8 \
+             FROM pg_tviews_session_source_stats() s \
+             LEFT JOIN tviews.tview t ON t.relid::pg_catalog.regclass::pg_catalog.text = s.source",
             &[],
         )
         .await?;
     c.capture_ms = row.get(0);
+    c.cascade_capture_ms = row.get(1);
     Ok(c)
 }
 
@@ -1266,4 +1560,31 @@ pub fn preflight() -> Result<()> {
         bail!(tviews_tests::EXTENSION_NOT_INSTALLED);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_auto_explain_from_the_server_log() {
+        let log = "2026-11-26 04:55:21.384 UTC [4457] postgres@db LOG:  duration: 364.842 ms  plan:\n\
+                   \tQuery Text: WITH tviews_changed_old AS (SELECT 1)\n\
+                   \tHashAggregate  (cost=0.30..0.36 rows=6 width=64)\n\
+                   \t  ->  Nested Loop Semi Join\n\
+                   2026-11-26 04:55:21.384 UTC [4457] postgres@db CONTEXT:  SQL statement \"WITH\"\n\
+                   2026-11-26 04:55:21.385 UTC [4457] postgres@db LOG:  duration: 7.5 ms  plan:\n\
+                   \tQuery Text: UPDATE t SET x = 1\n\
+                   \tUpdate on t\n\
+                   2026-11-26 04:55:21.386 UTC [4457] postgres@db LOG:  statement: SELECT 1\n";
+        let entries = auto_explain_entries(log);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].ms, 364.842);
+        assert_eq!(entries[0].query, "WITH tviews_changed_old AS (SELECT 1)");
+        assert_eq!(
+            entries[0].plan,
+            "HashAggregate  (cost=0.30..0.36 rows=6 width=64)\n  ->  Nested Loop Semi Join"
+        );
+        assert_eq!(entries[1].plan, "Update on t");
+    }
 }

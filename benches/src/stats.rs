@@ -51,6 +51,51 @@ pub fn paired_ratios(a: &[Option<f64>], b: &[Option<f64>]) -> Option<Summary> {
     summarize(&ratios)
 }
 
+/// A median with a distribution-free 95% confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MedianCi {
+    pub median: f64,
+    /// The interval's bounds: order statistics of the values (sign test, binomial with p = ½),
+    /// covering the true median with at least 95% probability.
+    pub low: f64,
+    pub high: f64,
+    pub n: usize,
+}
+
+/// The median of the finite values and its 95% interval; None with fewer than 6 values (no
+/// interval of order statistics reaches 95% then).
+pub fn median_ci(values: &[f64]) -> Option<MedianCi> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    let n = v.len();
+    if n < 6 {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    // The largest k with P(X <= k - 1) <= 2.5%, X ~ Binomial(n, 1/2): then
+    // [x_(k), x_(n+1-k)] (1-based) covers the median with probability >= 95%.
+    let ln2 = std::f64::consts::LN_2;
+    let mut ln_choose = 0.0_f64; // ln C(n, i)
+    let mut cumulative = 0.0_f64;
+    let mut k = 0;
+    for i in 0..n {
+        if i > 0 {
+            ln_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        cumulative += (ln_choose - n as f64 * ln2).exp();
+        if cumulative > 0.025 {
+            break;
+        }
+        k = i + 1;
+    }
+    let k = k.max(1);
+    Some(MedianCi {
+        median: median_of_sorted(&v),
+        low: v[k - 1],
+        high: v[n - k],
+        n,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +122,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.min, p.max, p.n), (2.0, 3.0, 2));
+    }
+
+    #[test]
+    fn median_intervals_are_order_statistics() {
+        assert_eq!(median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0]), None);
+        // n = 6: only [min, max] reaches 95% (1 - 2/64).
+        let ci = median_ci(&[6.0, 1.0, 5.0, 2.0, 4.0, 3.0]).unwrap();
+        assert_eq!((ci.low, ci.median, ci.high, ci.n), (1.0, 3.5, 6.0, 6));
+        // n = 20: the 6th and 15th values (P(X <= 5) = 2.07%, P(X <= 6) = 5.77%).
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        let ci = median_ci(&v).unwrap();
+        assert_eq!((ci.low, ci.high), (6.0, 15.0));
+        // n = 100: the 40th and 61st (the usual n/2 ± 1.96 √n / 2, rounded outwards).
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let ci = median_ci(&v).unwrap();
+        assert_eq!((ci.low, ci.high), (40.0, 61.0));
     }
 }
