@@ -124,7 +124,7 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
             // SAFETY: registers this call's transition tables with SPI.
             unsafe { pg_sys::SPI_register_trigger_data(td) };
             let _ = client;
-            prepared(cell, sql, &[]).run(&[], None)
+            prepared(cell, sql, &[]).run_for_rows(rows.max(0) as u64)
         })
     });
     let mut per_slot: Vec<Vec<String>> = vec![Vec::new(); source.plan.slots.len()];

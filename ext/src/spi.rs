@@ -131,11 +131,32 @@ pub fn oid_arg(oid: pg_sys::Oid) -> DatumWithOid<'static> {
 /// arrays longer than [`GENERIC_MAX_VALUES`], a custom plan per call, so
 /// the planner sees how many values there are (a bulk statement may then
 /// rather hash or scan).
+///
+/// A statement over transition tables (the capture) has no parameters, so
+/// PostgreSQL plans it once, for the sizes of the transition tables of its
+/// first call, and keeps that plan: a plan made for one changed row (nested
+/// loops) then ran a later 1000-row statement 100 times slower than a fresh
+/// plan did (docs/PERFORMANCE.md). [`Plan::run_for_rows`] keeps one plan
+/// per size class instead — 1 row, up to 4, up to 16, ... (powers of 4) —
+/// each made at the first call of its class, so a plan always serves
+/// transition tables within 4 times the size it was made for.
 pub struct Plan {
     sql: std::ffi::CString,
     argtypes: Vec<pg_sys::Oid>,
     generic: pg_sys::SPIPlanPtr,
     custom: std::cell::Cell<pg_sys::SPIPlanPtr>,
+    /// Plans by size class of the transition tables, class 0 being `generic`.
+    by_size: std::cell::RefCell<Vec<pg_sys::SPIPlanPtr>>,
+}
+
+/// The size class of a statement over `rows` transition-table rows: 0 for
+/// one row, then `k` for up to `4^k` rows.
+pub fn size_class(rows: u64) -> usize {
+    if rows <= 1 {
+        return 0;
+    }
+    let bits = 64 - (rows - 1).leading_zeros() as usize;
+    bits.div_ceil(2)
 }
 
 /// The longest array argument a generic plan runs with.
@@ -161,7 +182,27 @@ impl Plan {
             argtypes: argtypes.to_vec(),
             generic,
             custom: std::cell::Cell::new(std::ptr::null_mut()),
+            by_size: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// Runs a statement without parameters over transition tables holding
+    /// `rows` rows in all, with the plan of their size class.
+    pub fn run_for_rows(&self, rows: u64) -> Vec<Vec<Option<String>>> {
+        let class = size_class(rows);
+        let plan = if class == 0 {
+            self.generic
+        } else {
+            let mut plans = self.by_size.borrow_mut();
+            if plans.len() < class {
+                plans.resize(class, std::ptr::null_mut());
+            }
+            if plans[class - 1].is_null() {
+                plans[class - 1] = prepare_kept(&self.sql, &self.argtypes, 0);
+            }
+            plans[class - 1]
+        };
+        self.execute(plan, &[], None)
     }
 
     /// The plan for these arguments.
@@ -196,8 +237,18 @@ impl Plan {
             };
             values.push(d.unwrap_or(pg_sys::Datum::from(0)));
         }
-        let nulls: Vec<std::ffi::c_char> = vec![b' ' as std::ffi::c_char; values.len()];
         let plan = self.plan_for(args);
+        self.execute(plan, &values, snapshot)
+    }
+
+    fn execute(
+        &self,
+        plan: pg_sys::SPIPlanPtr,
+        values: &[pg_sys::Datum],
+        snapshot: Option<pg_sys::Snapshot>,
+    ) -> Vec<Vec<Option<String>>> {
+        let mut values = values.to_vec();
+        let nulls: Vec<std::ffi::c_char> = vec![b' ' as std::ffi::c_char; values.len()];
         // SAFETY: the plan is valid and kept; values match its argument types.
         unsafe {
             let rc = match snapshot {
@@ -236,6 +287,11 @@ impl Drop for Plan {
             if !self.custom.get().is_null() {
                 pg_sys::SPI_freeplan(self.custom.get());
             }
+            for p in self.by_size.borrow().iter() {
+                if !p.is_null() {
+                    pg_sys::SPI_freeplan(*p);
+                }
+            }
         }
     }
 }
@@ -266,5 +322,32 @@ fn prepare_kept(
         }
         pg_sys::SPI_keepplan(ptr);
         ptr
+    }
+}
+
+#[cfg(test)]
+mod size_class_tests {
+    use super::size_class;
+
+    #[test]
+    fn classes_are_powers_of_four() {
+        let cases = [
+            (0, 0),
+            (1, 0),
+            (2, 1),
+            (4, 1),
+            (5, 2),
+            (16, 2),
+            (17, 3),
+            (64, 3),
+            (65, 4),
+            (1000, 5),
+            (1024, 5),
+            (1025, 6),
+            (u64::MAX, 32),
+        ];
+        for (rows, class) in cases {
+            assert_eq!(size_class(rows), class, "{rows} rows");
+        }
     }
 }
