@@ -278,18 +278,27 @@ pub struct UpdateFilter {
 const CHANGED_OLD: &str = "tviews_changed_old";
 const CHANGED_NEW: &str = "tviews_changed_new";
 
-/// The `WITH` clause naming the old and new rows an UPDATE changed in a
-/// column some reader reads, or `None` when that cannot be told safely (a
-/// system column read, a column whose type's text may not be its value).
+/// The `WITH` clause naming, for each group of slots, the old and new rows
+/// an UPDATE changed in a column the slots' users read, and each slot's
+/// group; `None` when that cannot be told safely (a system column read, a
+/// column whose type's text may not be its value).
+///
+/// A slot's columns are those read by the TVIEWs it serves (all columns
+/// read by any reader for a lock link): an UPDATE of a column only one
+/// TVIEW reads refreshes that TVIEW alone. Slots reading the same columns
+/// share their pair of transition subsets.
 fn update_filter(
     source: Oid,
     readers: &[(usize, &Analysis, &RefreshPlan)],
     links: &[crate::locks::Target],
     filter: Option<&UpdateFilter>,
-) -> Option<String> {
+    slots: &[Vec<SlotUse>],
+) -> Option<(String, Vec<usize>)> {
+    use std::collections::{BTreeMap, BTreeSet};
     let filter = filter?;
-    let mut read: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-    for (_, analysis, _) in readers {
+    let mut read_by: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for (tview, analysis, _) in readers {
+        let read = read_by.entry(*tview).or_default();
         for s in analysis.sources.iter().filter(|s| s.relation == source) {
             if s.reads_system_columns {
                 return None;
@@ -300,8 +309,9 @@ fn update_filter(
             }
         }
     }
-    read.extend(links.iter().map(|l| l.column.clone()));
-    if read.is_empty() {
+    let mut all: BTreeSet<String> = read_by.values().flatten().cloned().collect();
+    all.extend(links.iter().map(|l| l.column.clone()));
+    if all.is_empty() {
         return None;
     }
     // Text is the value for pg_catalog's types under the transport
@@ -309,33 +319,79 @@ fn update_filter(
     // print two values alike.
     let text_is_value =
         |t: &str| !t.contains('.') && !t.contains('"') && t.trim_end_matches("[]") != "money";
-    for c in &read {
+    for c in &all {
         match filter.columns.iter().find(|(n, _)| n == c) {
             Some((_, t)) if text_is_value(t) => {}
             _ => return None,
         }
     }
-    let image = |alias: &str| {
-        let cols: Vec<String> = read
-            .iter()
-            .map(|c| format!("{alias}.{}", ident(c)))
-            .collect();
-        format!("(ROW({}))::pg_catalog.text", cols.join(", "))
-    };
-    let side = |name: &str, this: &str, other: &str| {
-        format!(
-            "{name} AS (SELECT a.* FROM {this} AS a WHERE {} IN \
-             (SELECT {} FROM {this} AS b EXCEPT ALL SELECT {} FROM {other} AS c))",
-            image("a"),
-            image("b"),
-            image("c")
-        )
-    };
-    Some(format!(
-        "WITH {}, {}",
-        side(CHANGED_OLD, &ident(OLD_TABLE), &ident(NEW_TABLE)),
-        side(CHANGED_NEW, &ident(NEW_TABLE), &ident(OLD_TABLE))
-    ))
+    let mut groups: Vec<BTreeSet<String>> = Vec::new();
+    let mut slot_group = Vec::with_capacity(slots.len());
+    for uses in slots {
+        let mut cols = BTreeSet::new();
+        for u in uses {
+            match u {
+                SlotUse::Keys { tview }
+                | SlotUse::Start { tview, .. }
+                | SlotUse::Full { tview } => {
+                    cols.extend(read_by.get(tview).into_iter().flatten().cloned())
+                }
+                SlotUse::Link { .. } => cols.extend(all.iter().cloned()),
+            }
+        }
+        if cols.is_empty() {
+            cols = all.clone();
+        }
+        let g = match groups.iter().position(|g| *g == cols) {
+            Some(g) => g,
+            None => {
+                groups.push(cols);
+                groups.len() - 1
+            }
+        };
+        slot_group.push(g);
+    }
+    let single = groups.len() == 1;
+    let mut ctes = Vec::new();
+    for (g, cols) in groups.iter().enumerate() {
+        let image = |alias: &str| {
+            let cols: Vec<String> = cols
+                .iter()
+                .map(|c| format!("{alias}.{}", ident(c)))
+                .collect();
+            format!("(ROW({}))::pg_catalog.text", cols.join(", "))
+        };
+        let side = |name: String, this: &str, other: &str| {
+            format!(
+                "{name} AS (SELECT a.* FROM {this} AS a WHERE {} IN \
+                 (SELECT {} FROM {this} AS b EXCEPT ALL SELECT {} FROM {other} AS c))",
+                image("a"),
+                image("b"),
+                image("c")
+            )
+        };
+        ctes.push(side(
+            changed_name(CHANGED_OLD, g, single),
+            &ident(OLD_TABLE),
+            &ident(NEW_TABLE),
+        ));
+        ctes.push(side(
+            changed_name(CHANGED_NEW, g, single),
+            &ident(NEW_TABLE),
+            &ident(OLD_TABLE),
+        ));
+    }
+    Some((format!("WITH {}", ctes.join(", ")), slot_group))
+}
+
+/// The name of a group's subset of a transition table (no suffix when
+/// there is one group).
+fn changed_name(base: &str, group: usize, single: bool) -> String {
+    if single {
+        base.to_string()
+    } else {
+        format!("{base}_{group}")
+    }
 }
 
 /// Builds the capture plan of one source for the TVIEWs reading it.
@@ -419,16 +475,17 @@ pub fn capture_plan(
             SlotUse::Link { column: i },
         );
     }
-    let select = |tables: &[&str]| -> Option<String> {
+    // Each slot's part of the union, over the tables `from(slot)` names.
+    let select = |from: &dyn Fn(usize) -> [String; 2], sides: usize| -> Option<String> {
         if exprs.is_empty() {
             return None;
         }
         let mut parts = Vec::new();
-        for t in tables {
+        for side in 0..sides {
             for (i, e) in exprs.iter().enumerate() {
                 parts.push(format!(
                     "SELECT '{i}'::pg_catalog.text AS slot, {e} AS v FROM {}",
-                    ident(t)
+                    ident(&from(i)[side])
                 ));
             }
         }
@@ -437,17 +494,27 @@ pub fn capture_plan(
             parts.join(" UNION ")
         ))
     };
-    let with = update_filter(source, readers, links, filter);
+    let with = update_filter(source, readers, links, filter, &slots);
     let update_filtered = with.is_some() && !exprs.is_empty();
     let on_update = match with {
-        Some(with) => select(&[CHANGED_OLD, CHANGED_NEW]).map(|q| format!("{with} {q}")),
-        None => select(&[OLD_TABLE, NEW_TABLE]),
+        Some((with, slot_group)) => {
+            let single = slot_group.iter().all(|g| *g == 0);
+            let from = |i: usize| {
+                let g = slot_group.get(i).copied().unwrap_or_default();
+                [
+                    changed_name(CHANGED_OLD, g, single),
+                    changed_name(CHANGED_NEW, g, single),
+                ]
+            };
+            select(&from, 2).map(|q| format!("{with} {q}"))
+        }
+        None => select(&|_| [OLD_TABLE.to_string(), NEW_TABLE.to_string()], 2),
     };
     CapturePlan {
         source,
-        on_insert: select(&[NEW_TABLE]),
+        on_insert: select(&|_| [NEW_TABLE.to_string(), String::new()], 1),
         on_update,
-        on_delete: select(&[OLD_TABLE]),
+        on_delete: select(&|_| [OLD_TABLE.to_string(), String::new()], 1),
         update_filtered,
         slots,
         full,

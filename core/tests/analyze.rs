@@ -179,6 +179,83 @@ fn capture_plan_merges_readers() {
 }
 
 #[test]
+fn update_filter_is_per_reader() {
+    // tv_post reads tb_post's pk_post, fk_user and title; tv_tag only its
+    // tag_ids: an UPDATE of a title must not refresh tv_tag, so each slot
+    // compares the columns its own readers read.
+    let post = run("post", "tv_post", None).unwrap();
+    let tag = run("tag", "tv_tag", None).unwrap();
+    let post_plan = refresh_plan(names("tv_post"), &post);
+    let tag_plan = refresh_plan(names("tv_tag"), &tag);
+    let posts = post
+        .sources
+        .iter()
+        .find(|s| s.name == "tb_post")
+        .unwrap()
+        .relation;
+    let filter = tviews_core::plan::UpdateFilter {
+        columns: vec![
+            ("pk_post".into(), "bigint".into()),
+            ("fk_user".into(), "bigint".into()),
+            ("title".into(), "text".into()),
+            ("tag_ids".into(), "bigint[]".into()),
+        ],
+    };
+    let cap = capture_plan(
+        posts,
+        &[(0, &post, &post_plan), (1, &tag, &tag_plan)],
+        &[],
+        Some(&filter),
+    );
+    assert!(cap.update_filtered);
+    let update = cap.on_update.clone().unwrap();
+    let group_of = |tview: usize| {
+        let slot = cap
+            .slots
+            .iter()
+            .position(|uses| {
+                uses.iter().any(|u| match u {
+                    tviews_core::plan::SlotUse::Keys { tview: t }
+                    | tviews_core::plan::SlotUse::Start { tview: t, .. } => *t == tview,
+                    _ => false,
+                })
+            })
+            .unwrap();
+        let from = format!("'{slot}'::pg_catalog.text AS slot, ");
+        let at = update
+            .find(&from)
+            .unwrap_or_else(|| panic!("{from} in {update}"));
+        let rest = &update[at..];
+        let table = &rest[rest.find("FROM \"").unwrap() + 6..];
+        table[..table.find('"').unwrap()].to_string()
+    };
+    let (post_from, tag_from) = (group_of(0), group_of(1));
+    assert_ne!(post_from, tag_from, "{update}");
+    let definition = |name: &str| {
+        let at = update.find(&format!("{name} AS (")).unwrap();
+        update[at..at + update[at..].find("IN (").unwrap()].to_string()
+    };
+    assert!(
+        definition(&post_from).contains(r#"ROW(a."fk_user", a."pk_post", a."title")"#),
+        "{update}"
+    );
+    assert!(
+        definition(&tag_from).contains(r#"ROW(a."tag_ids")"#),
+        "{update}"
+    );
+    // INSERT and DELETE capture every row, as without the filter.
+    let unfiltered = capture_plan(
+        posts,
+        &[(0, &post, &post_plan), (1, &tag, &tag_plan)],
+        &[],
+        None,
+    );
+    assert_eq!(cap.on_insert, unfiltered.on_insert);
+    assert_eq!(cap.on_delete, unfiltered.on_delete);
+    assert!(!unfiltered.on_update.unwrap().contains("tviews_changed"));
+}
+
+#[test]
 fn rejections_name_the_problem() {
     let cases = [
         (
