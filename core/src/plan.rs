@@ -278,79 +278,81 @@ pub struct UpdateFilter {
 const CHANGED_OLD: &str = "tviews_changed_old";
 const CHANGED_NEW: &str = "tviews_changed_new";
 
-/// The `WITH` clause naming, for each group of slots, the old and new rows
-/// an UPDATE changed in a column the slots' users read, and each slot's
-/// group; `None` when that cannot be told safely (a system column read, a
-/// column whose type's text may not be its value).
+/// The columns an UPDATE filter compares: those each reader reads, and all
+/// of them (what a value-lock link compares); `None` when the filter cannot
+/// be used safely (a system column read, a column whose type's text may not
+/// be its value).
 ///
-/// A slot's columns are those read by the TVIEWs it serves (all columns
+/// Each slot compares the columns read by the TVIEW it serves (all columns
 /// read by any reader for a lock link): an UPDATE of a column only one
-/// TVIEW reads refreshes that TVIEW alone. Slots reading the same columns
+/// TVIEW reads refreshes that TVIEW alone. Slots comparing the same columns
 /// share their pair of transition subsets.
-fn update_filter(
-    source: Oid,
-    readers: &[(usize, &Analysis, &RefreshPlan)],
-    links: &[crate::locks::Target],
-    filter: Option<&UpdateFilter>,
-    slots: &[Vec<SlotUse>],
-) -> Option<(String, Vec<usize>)> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let filter = filter?;
-    let mut read_by: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
-    for (tview, analysis, _) in readers {
-        let read = read_by.entry(*tview).or_default();
-        for s in analysis.sources.iter().filter(|s| s.relation == source) {
-            if s.reads_system_columns {
-                return None;
-            }
-            read.extend(s.columns_read.iter().cloned());
-            if let Mapping::Keyed { paths } = &s.mapping {
-                read.extend(paths.iter().map(|p| p.column.clone()));
-            }
-        }
-    }
-    let mut all: BTreeSet<String> = read_by.values().flatten().cloned().collect();
-    all.extend(links.iter().map(|l| l.column.clone()));
-    if all.is_empty() {
-        return None;
-    }
-    // Text is the value for pg_catalog's types under the transport
-    // settings, but for money (lc_monetary); other schemas' types may
-    // print two values alike.
-    let text_is_value =
-        |t: &str| !t.contains('.') && !t.contains('"') && t.trim_end_matches("[]") != "money";
-    for c in &all {
-        match filter.columns.iter().find(|(n, _)| n == c) {
-            Some((_, t)) if text_is_value(t) => {}
-            _ => return None,
-        }
-    }
-    let mut groups: Vec<BTreeSet<String>> = Vec::new();
-    let mut slot_group = Vec::with_capacity(slots.len());
-    for uses in slots {
-        let mut cols = BTreeSet::new();
-        for u in uses {
-            match u {
-                SlotUse::Keys { tview }
-                | SlotUse::Start { tview, .. }
-                | SlotUse::Full { tview } => {
-                    cols.extend(read_by.get(tview).into_iter().flatten().cloned())
+struct FilterColumns {
+    read_by: std::collections::BTreeMap<usize, std::collections::BTreeSet<String>>,
+    all: std::collections::BTreeSet<String>,
+}
+
+impl FilterColumns {
+    fn new(
+        source: Oid,
+        readers: &[(usize, &Analysis, &RefreshPlan)],
+        links: &[crate::locks::Target],
+        filter: Option<&UpdateFilter>,
+    ) -> Option<FilterColumns> {
+        let filter = filter?;
+        let mut read_by: std::collections::BTreeMap<usize, std::collections::BTreeSet<String>> =
+            Default::default();
+        for (tview, analysis, _) in readers {
+            let read = read_by.entry(*tview).or_default();
+            for s in analysis.sources.iter().filter(|s| s.relation == source) {
+                if s.reads_system_columns {
+                    return None;
                 }
-                SlotUse::Link { .. } => cols.extend(all.iter().cloned()),
+                read.extend(s.columns_read.iter().cloned());
+                if let Mapping::Keyed { paths } = &s.mapping {
+                    read.extend(paths.iter().map(|p| p.column.clone()));
+                }
             }
         }
-        if cols.is_empty() {
-            cols = all.clone();
+        let mut all: std::collections::BTreeSet<String> =
+            read_by.values().flatten().cloned().collect();
+        all.extend(links.iter().map(|l| l.column.clone()));
+        if all.is_empty() {
+            return None;
         }
-        let g = match groups.iter().position(|g| *g == cols) {
-            Some(g) => g,
-            None => {
-                groups.push(cols);
-                groups.len() - 1
+        // Text is the value for pg_catalog's types under the transport
+        // settings, but for money (lc_monetary); other schemas' types may
+        // print two values alike.
+        let text_is_value =
+            |t: &str| !t.contains('.') && !t.contains('"') && t.trim_end_matches("[]") != "money";
+        for c in &all {
+            match filter.columns.iter().find(|(n, _)| n == c) {
+                Some((_, t)) if text_is_value(t) => {}
+                _ => return None,
             }
-        };
-        slot_group.push(g);
+        }
+        Some(FilterColumns { read_by, all })
     }
+
+    /// The columns a slot use compares.
+    fn of(&self, use_: &SlotUse) -> std::collections::BTreeSet<String> {
+        let cols = match use_ {
+            SlotUse::Keys { tview } | SlotUse::Start { tview, .. } | SlotUse::Full { tview } => {
+                self.read_by.get(tview).cloned().unwrap_or_default()
+            }
+            SlotUse::Link { .. } => self.all.clone(),
+        };
+        if cols.is_empty() {
+            self.all.clone()
+        } else {
+            cols
+        }
+    }
+}
+
+/// The `WITH` clause naming, for each group of compared columns, the old
+/// and new rows an UPDATE changed in them.
+fn update_filter(groups: &[std::collections::BTreeSet<String>]) -> String {
     let single = groups.len() == 1;
     let mut ctes = Vec::new();
     for (g, cols) in groups.iter().enumerate() {
@@ -381,7 +383,7 @@ fn update_filter(
             &ident(OLD_TABLE),
         ));
     }
-    Some((format!("WITH {}", ctes.join(", ")), slot_group))
+    format!("WITH {}", ctes.join(", "))
 }
 
 /// The name of a group's subset of a transition table (no suffix when
@@ -413,15 +415,33 @@ pub fn capture_plan(
     links: &[crate::locks::Target],
     filter: Option<&UpdateFilter>,
 ) -> CapturePlan {
-    // Distinct value expressions over the transition rows, and their users.
-    let mut exprs: Vec<String> = Vec::new();
+    // With the UPDATE filter, the columns each use compares, grouped.
+    let columns = FilterColumns::new(source, readers, links, filter);
+    let mut groups: Vec<std::collections::BTreeSet<String>> = Vec::new();
+    // Distinct value expressions over the transition rows (per group of
+    // compared columns), and their users.
+    let mut exprs: Vec<(String, usize)> = Vec::new();
     let mut slots: Vec<Vec<SlotUse>> = Vec::new();
     let mut full = Vec::new();
     let mut slot_for = |expr: String, use_: SlotUse| {
-        let i = match exprs.iter().position(|e| *e == expr) {
+        let group = match &columns {
+            Some(columns) => {
+                let cols = columns.of(&use_);
+                match groups.iter().position(|g| *g == cols) {
+                    Some(g) => g,
+                    None => {
+                        groups.push(cols);
+                        groups.len() - 1
+                    }
+                }
+            }
+            None => 0,
+        };
+        let key = (expr, group);
+        let i = match exprs.iter().position(|e| *e == key) {
             Some(i) => i,
             None => {
-                exprs.push(expr);
+                exprs.push(key);
                 slots.push(Vec::new());
                 exprs.len() - 1
             }
@@ -482,7 +502,7 @@ pub fn capture_plan(
         }
         let mut parts = Vec::new();
         for side in 0..sides {
-            for (i, e) in exprs.iter().enumerate() {
+            for (i, (e, _)) in exprs.iter().enumerate() {
                 parts.push(format!(
                     "SELECT '{i}'::pg_catalog.text AS slot, {e} AS v FROM {}",
                     ident(&from(i)[side])
@@ -494,21 +514,19 @@ pub fn capture_plan(
             parts.join(" UNION ")
         ))
     };
-    let with = update_filter(source, readers, links, filter, &slots);
-    let update_filtered = with.is_some() && !exprs.is_empty();
-    let on_update = match with {
-        Some((with, slot_group)) => {
-            let single = slot_group.iter().all(|g| *g == 0);
-            let from = |i: usize| {
-                let g = slot_group.get(i).copied().unwrap_or_default();
-                [
-                    changed_name(CHANGED_OLD, g, single),
-                    changed_name(CHANGED_NEW, g, single),
-                ]
-            };
-            select(&from, 2).map(|q| format!("{with} {q}"))
-        }
-        None => select(&|_| [OLD_TABLE.to_string(), NEW_TABLE.to_string()], 2),
+    let update_filtered = columns.is_some() && !exprs.is_empty();
+    let on_update = if update_filtered {
+        let single = groups.len() == 1;
+        let from = |i: usize| {
+            let g = exprs[i].1;
+            [
+                changed_name(CHANGED_OLD, g, single),
+                changed_name(CHANGED_NEW, g, single),
+            ]
+        };
+        select(&from, 2).map(|q| format!("{} {q}", update_filter(&groups)))
+    } else {
+        select(&|_| [OLD_TABLE.to_string(), NEW_TABLE.to_string()], 2)
     };
     CapturePlan {
         source,

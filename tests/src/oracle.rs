@@ -1068,12 +1068,16 @@ pub async fn run_across_restarts(
     let mut client = cluster.connect(&name).await?;
     let mut report = Report::default();
     setup(&client, &schema, &mut rng, &mut report).await?;
-    let every = (txns / restarts.max(1)).max(1);
+    // A restart is due every `every` transactions; one whose transaction
+    // fails before it is prepared (a constraint, a NULL key) is tried again
+    // with the next transaction, and the last `every` transactions are the
+    // slack for that.
+    let every = (txns / (restarts + 1)).max(1);
     let mut next_id = 10_000;
     let mut done = 0;
     for i in 0..txns {
         let mut txn = gen_txn(&mut rng, &schema, &mut next_id);
-        let restart_here = done < restarts && i % every == every - 1;
+        let restart_here = done < restarts && i + 1 >= (done + 1) * every;
         let outcome = if restart_here {
             txn.two_phase = true;
             match run_body(&client, &txn, false).await? {

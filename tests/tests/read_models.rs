@@ -52,12 +52,43 @@ async fn ecommerce_model_one_review_refreshes_one_product_and_one_category() {
             .get(0);
         assert_eq!(reviews["count"], 4);
         db.assert_exact().await?;
-        // A stock change that leaves the document as it was propagates nothing.
+        // A stock change in a column no TVIEW reads is not even captured.
         reset(&db).await?;
         c.batch_execute("UPDATE tb_inventory SET warehouse = 'wh-9' WHERE fk_product = 7")
             .await?;
+        assert_eq!(counters(&db, "tv_product").await?, (0, 0, 0, 0));
+        assert_eq!(counters(&db, "tv_category").await?, (0, 0, 0, 0));
+        // Swapping two ratings (4 and 5) of product 7 leaves the multiset of the
+        // (product, rating) pairs tv_product reads as it was: not captured for it.
+        reset(&db).await?;
+        c.batch_execute(
+            "UPDATE tb_review SET rating = CASE pk_review WHEN 858 THEN 5 ELSE 4 END
+             WHERE pk_review IN (858, 100000)",
+        )
+        .await?;
+        assert_eq!(counters(&db, "tv_product").await?, (0, 0, 0, 0));
+        assert_eq!(counters(&db, "tv_review").await?, (2, 2, 2, 0));
+        // Two of its ratings 4 becoming 5 and 3 change that multiset but not the
+        // review count and average: product 7's document is recomputed, found
+        // unchanged, and nothing propagates to tv_category.
+        reset(&db).await?;
+        c.batch_execute(
+            "UPDATE tb_review SET rating = CASE pk_review WHEN 1858 THEN 5 ELSE 3 END
+             WHERE pk_review IN (1858, 2858)",
+        )
+        .await?;
         assert_eq!(counters(&db, "tv_product").await?, (1, 1, 0, 1));
         assert_eq!(counters(&db, "tv_category").await?, (0, 0, 0, 0));
+        assert_eq!(counters(&db, "tv_review").await?, (2, 2, 2, 0));
+        // A price change refreshes tv_product (and through it tv_category), not
+        // tv_review, whose documents show the product's name only.
+        reset(&db).await?;
+        c.batch_execute("UPDATE tb_product SET price = price + 1 WHERE pk_product = 7")
+            .await?;
+        assert_eq!(counters(&db, "tv_product").await?, (1, 1, 1, 0));
+        assert_eq!(counters(&db, "tv_category").await?, (1, 1, 1, 0));
+        assert_eq!(counters(&db, "tv_review").await?, (0, 0, 0, 0));
+        db.assert_exact().await?;
         // A mixed workload stays exact.
         c.batch_execute(
             "UPDATE tb_category SET name = 'Renamed' WHERE pk_category = 3;
@@ -84,9 +115,9 @@ async fn five_level_cascade_is_exact_and_linear() {
         let db = Db::fresh("chain").await?;
         let c = &db.client;
         c.batch_execute(
-            "CREATE TABLE tb_item (pk_item int PRIMARY KEY, grp int, name text);
-             INSERT INTO tb_item SELECT i, i % 10, 'item ' || i FROM generate_series(1, 1000) i;
-             CREATE TABLE tv_l1 WITH (tviews.key = 'id') AS SELECT pk_item AS id, grp, jsonb_build_object('name', name) AS data FROM tb_item;
+            "CREATE TABLE tb_item (pk_item int PRIMARY KEY, grp int, name text, qty int);
+             INSERT INTO tb_item SELECT i, i % 10, 'item ' || i, i FROM generate_series(1, 1000) i;
+             CREATE TABLE tv_l1 WITH (tviews.key = 'id') AS SELECT pk_item AS id, grp, jsonb_build_object('name', name, 'big', qty > 100) AS data FROM tb_item;
              CREATE TABLE tv_l2 WITH (tviews.key = 'id') AS SELECT id, grp, jsonb_build_object('l1', data) AS data FROM tv_l1;
              CREATE TABLE tv_l3 WITH (tviews.key = 'id') AS SELECT id, grp, jsonb_build_object('l2', data) AS data FROM tv_l2;
              CREATE TABLE tv_l4 WITH (tviews.key = 'id') AS SELECT id, grp, jsonb_build_object('l3', data) AS data FROM tv_l3;
@@ -101,9 +132,14 @@ async fn five_level_cascade_is_exact_and_linear() {
         // Items 5 and 6 are in groups 5 and 6.
         assert_eq!(counters(&db, "tv_l5").await?, (2, 2, 2, 0));
         db.assert_exact().await?;
-        // A change that does not alter level 1's document stops there.
+        // An UPDATE that changes no value read is not captured at all.
         reset(&db).await?;
         c.batch_execute("UPDATE tb_item SET name = name WHERE pk_item = 7").await?;
+        assert_eq!(counters(&db, "tv_l1").await?, (0, 0, 0, 0));
+        // A change that does not alter level 1's document (500 and 600 are both
+        // "big") is recomputed there and stops there.
+        reset(&db).await?;
+        c.batch_execute("UPDATE tb_item SET qty = 600 WHERE pk_item = 500").await?;
         assert_eq!(counters(&db, "tv_l1").await?, (1, 1, 0, 1));
         assert_eq!(counters(&db, "tv_l2").await?, (0, 0, 0, 0));
         // Moving an item between groups refreshes both groups at the top.
