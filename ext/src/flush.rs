@@ -73,6 +73,12 @@ fn flush_loop() {
     // dropped TVIEW, a replaced definition): the registry must see it.
     // SAFETY: processes pending invalidation messages, as any lock does.
     unsafe { pg_sys::AcceptInvalidationMessages() };
+    // What each TVIEW of the previous round refreshed (a full rebuild, or
+    // its direct keys). Work queued for it since came from the writes of
+    // TVIEWs flushed before it in that round — its upstreams, in flush
+    // order — which its refresh already read: a category renamed refreshes
+    // tv_category once, not again for the cascade from its 50 products.
+    let mut last_round: HashMap<pg_sys::Oid, (bool, BTreeSet<String>)> = HashMap::new();
     loop {
         let pending = queue::pending();
         if pending.is_empty() {
@@ -88,7 +94,15 @@ fn flush_loop() {
         let mut batch: Vec<(usize, Work)> = Vec::new();
         for relid in pending {
             match reg.index.get(&relid) {
-                Some(i) => batch.push((*i, queue::take(relid).unwrap_or_default())),
+                Some(i) => {
+                    let mut work = queue::take(relid).unwrap_or_default();
+                    if let Some((full, keys)) = last_round.get(&relid) {
+                        skip_refreshed(&mut work, *full, keys);
+                    }
+                    if !work.is_empty() {
+                        batch.push((*i, work));
+                    }
+                }
                 // Queued for a TVIEW dropped in this transaction.
                 None => {
                     queue::take(relid);
@@ -99,6 +113,10 @@ fn flush_loop() {
         let jobs: Vec<(usize, Job)> = batch
             .into_iter()
             .map(|(i, w)| (i, Job::new(&reg.tviews[i], w)))
+            .collect();
+        last_round = jobs
+            .iter()
+            .map(|(i, job)| (reg.tviews[*i].relid, (job.full, job.direct.clone())))
             .collect();
         let mut req = Request::default();
         let mut counters: Vec<Counters> = jobs.iter().map(|_| Counters::default()).collect();
@@ -141,6 +159,23 @@ fn flush_loop() {
         for ((i, job), c) in jobs.into_iter().zip(counters) {
             flush_one(&reg, i, job, c);
         }
+    }
+}
+
+/// Drops from `work` what the previous round's refresh of its TVIEW
+/// already covered (see `flush_loop`): everything after a full rebuild,
+/// else the keys it refreshed. Start values are kept (their keys are known
+/// only once derived), and so is a NULL-key check.
+fn skip_refreshed(work: &mut Work, full: bool, keys: &BTreeSet<String>) {
+    if full {
+        work.full = false;
+        work.keys.clear();
+        work.starts.clear();
+        work.cascaded = 0;
+    } else {
+        let before = work.keys.len();
+        work.keys.retain(|k| !keys.contains(k));
+        work.cascaded = work.cascaded.saturating_sub(before - work.keys.len());
     }
 }
 

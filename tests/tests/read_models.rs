@@ -89,6 +89,23 @@ async fn ecommerce_model_one_review_refreshes_one_product_and_one_category() {
         assert_eq!(counters(&db, "tv_category").await?, (1, 1, 1, 0));
         assert_eq!(counters(&db, "tv_review").await?, (0, 0, 0, 0));
         db.assert_exact().await?;
+        // Renaming a category rewrites its 50 product documents, which cascade
+        // to the category's document: refreshed once, after them, not again for
+        // the cascade.
+        reset(&db).await?;
+        c.batch_execute("UPDATE tb_category SET name = 'Renamed 5' WHERE pk_category = 5")
+            .await?;
+        assert_eq!(counters(&db, "tv_product").await?, (50, 50, 50, 0));
+        assert_eq!(counters(&db, "tv_category").await?, (1, 1, 1, 0));
+        let refreshes: i64 = c
+            .query_one(
+                "SELECT refreshes FROM pg_tviews_session_stats() WHERE tview = 'tv_category'",
+                &[],
+            )
+            .await?
+            .get(0);
+        assert_eq!(refreshes, 1);
+        db.assert_exact().await?;
         // A mixed workload stays exact.
         c.batch_execute(
             "UPDATE tb_category SET name = 'Renamed' WHERE pk_category = 3;
