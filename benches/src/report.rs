@@ -291,6 +291,19 @@ pub fn preload_verdict(p: &PreloadComparison) -> String {
         "within noise in {} of {} operations",
         s.within_noise, s.operations
     );
+    if !s.as_control.is_empty() {
+        let _ = write!(
+            out,
+            ", and in {} more the difference is the control's too (plain DML moved as much \
+             between the two clusters: {})",
+            s.as_control.len(),
+            s.as_control
+                .iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if let Some(r) = &s.ratio_medians {
         let _ = write!(
             out,
@@ -370,8 +383,10 @@ Shared-memory statistics exist \
          control: the same comparison where pg_tviews maintains nothing (no TVIEWs; the \
          preloading cluster still loads its library into every backend), so it shows what the \
          two clusters differ by apart from pg_tviews' work. The verdict is *costlier* (or *cheaper*) \
-         only when every run's ratio is above (below) 1 and the paired interval excludes 1; \
-         otherwise *within noise*.\n\n",
+         only when every run's ratio is above (below) 1, the paired interval excludes 1, and it \
+         lies beyond the control's paired interval; *as the control* when the first two hold but \
+         the intervals overlap (plain DML moved as much: the clusters differ, not pg_tviews' \
+         statistics); otherwise *within noise*.\n\n",
     );
     let _ = writeln!(out, "**Verdict:** {}\n", preload_verdict(&p));
     out.push_str(
@@ -380,7 +395,7 @@ Shared-memory statistics exist \
     for o in &p.ops {
         let v = |x: Option<f64>| x.map_or_else(|| "–".to_owned(), |x| value(o.unit, x));
         let verdict = match o.verdict {
-            Verdict::WithinNoise => o.verdict.label().to_owned(),
+            Verdict::WithinNoise | Verdict::AsControl => o.verdict.label().to_owned(),
             other => format!("**{}**", other.label()),
         };
         let _ = writeln!(

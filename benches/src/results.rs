@@ -325,6 +325,9 @@ pub struct PreloadComparison {
 pub struct PreloadSummary {
     pub operations: usize,
     pub within_noise: usize,
+    /// Operations where pg_tviews moved, but plain DML moved as much between the clusters.
+    #[serde(default)]
+    pub as_control: Vec<String>,
     /// Operations where preloading cost measurably more, or less.
     pub costlier: Vec<String>,
     pub cheaper: Vec<String>,
@@ -344,6 +347,10 @@ pub enum Verdict {
     Costlier,
     /// Every run's ratio below 1, and the paired interval below 1.
     Cheaper,
+    /// Costlier or cheaper, but plain DML (the control, where pg_tviews does no work) moved as
+    /// much between the two clusters: the paired intervals overlap, so the clusters differ, not
+    /// pg_tviews' statistics.
+    AsControl,
 }
 
 impl Verdict {
@@ -364,11 +371,23 @@ impl Verdict {
         }
     }
 
+    /// This verdict once the control is taken into account: a difference stands only when
+    /// pg_tviews' paired interval lies beyond the control's (entirely above it when costlier,
+    /// below when cheaper).
+    pub fn against_control(self, paired: Option<MedianCi>, control: Option<MedianCi>) -> Verdict {
+        match (self, paired, control) {
+            (Verdict::Costlier, Some(p), Some(c)) if p.low <= c.high => Verdict::AsControl,
+            (Verdict::Cheaper, Some(p), Some(c)) if p.high >= c.low => Verdict::AsControl,
+            (v, _, _) => v,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Verdict::WithinNoise => "within noise",
             Verdict::Costlier => "costlier preloaded",
             Verdict::Cheaper => "cheaper preloaded",
+            Verdict::AsControl => "as the control",
         }
     }
 }
@@ -442,7 +461,7 @@ impl OpResult {
             paired,
             control_per_run,
             control_paired,
-            verdict: Verdict::of(per_run, paired),
+            verdict: Verdict::of(per_run, paired).against_control(paired, control_paired),
         })
     }
 
@@ -565,6 +584,7 @@ impl Results {
         let summary = PreloadSummary {
             operations: ops.len(),
             within_noise: count(Verdict::WithinNoise),
+            as_control: names(Verdict::AsControl),
             costlier: names(Verdict::Costlier),
             cheaper: names(Verdict::Cheaper),
             ratio_medians: summarize(&medians),
@@ -987,6 +1007,23 @@ mod tests {
         );
         assert_eq!(
             Verdict::of(Some(runs(0.99, 1.03)), Some(ci(1.01, 1.02))),
+            WithinNoise
+        );
+        // The control moved as much (overlapping intervals), or less.
+        assert_eq!(
+            Costlier.against_control(Some(ci(1.01, 1.05)), Some(ci(1.03, 1.08))),
+            AsControl
+        );
+        assert_eq!(
+            Costlier.against_control(Some(ci(1.04, 1.06)), Some(ci(0.99, 1.02))),
+            Costlier
+        );
+        assert_eq!(
+            Cheaper.against_control(Some(ci(0.90, 0.95)), Some(ci(0.94, 1.01))),
+            AsControl
+        );
+        assert_eq!(
+            WithinNoise.against_control(Some(ci(0.99, 1.01)), Some(ci(1.05, 1.08))),
             WithinNoise
         );
         assert_eq!(

@@ -1332,14 +1332,9 @@ impl Bench {
             });
             for logged in auto_explain_entries(&text) {
                 let what = if logged.query.contains("tviews_changed_old") {
-                    // The columns compared tell the two captured tables apart.
-                    let image = logged
-                        .query
-                        .split("ROW(")
-                        .nth(1)
-                        .and_then(|s| s.split(')').next())
-                        .unwrap_or("");
-                    let table = if image.contains("\"price\"") {
+                    // The columns compared tell the two captured tables apart: only
+                    // tb_product's capture compares a price.
+                    let table = if logged.query.contains(".\"price\"") {
                         "tb_product"
                     } else {
                         "tv_product (cascade)"
