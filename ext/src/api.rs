@@ -490,7 +490,7 @@ fn pg_tviews_pending_keys() -> TableIterator<
         if work.full {
             out.push((name.clone(), "full rebuild".to_string(), "*".to_string()));
         }
-        for k in &work.keys {
+        for k in work.keys.union(&work.cascade_keys) {
             out.push((name.clone(), "direct".to_string(), k.clone()));
         }
         for (sql, values) in &work.starts {

@@ -144,8 +144,7 @@ unsafe fn capture(td: *mut pg_sys::TriggerData, relid: pg_sys::Oid, op: u32) {
             match *use_ {
                 SlotUse::Keys { tview } if reg.index.contains_key(&relid) => {
                     // Keys from writes to an upstream TVIEW: a cascade.
-                    queue::add_cascaded(source.readers[tview], values.len());
-                    queue::add_keys(source.readers[tview], values.iter().cloned());
+                    queue::add_cascaded_keys(source.readers[tview], values.iter().cloned());
                 }
                 SlotUse::Keys { tview } => {
                     queue::add_keys(source.readers[tview], values.iter().cloned())

@@ -74,10 +74,12 @@ fn flush_loop() {
     // SAFETY: processes pending invalidation messages, as any lock does.
     unsafe { pg_sys::AcceptInvalidationMessages() };
     // What each TVIEW of the previous round refreshed (a full rebuild, or
-    // its direct keys). Work queued for it since came from the writes of
-    // TVIEWs flushed before it in that round — its upstreams, in flush
-    // order — which its refresh already read: a category renamed refreshes
-    // tv_category once, not again for the cascade from its 50 products.
+    // its direct keys). Keys cascaded to it since came from writes to
+    // upstream TVIEWs — which only maintenance writes, and which the flush
+    // order puts before it in that round — so its refresh already read
+    // them: a category renamed refreshes tv_category once, not again for the
+    // cascade from its 50 products. Work from anything else (a trigger on a
+    // TVIEW writing a base table, a foreign-key action) is kept whole.
     let mut last_round: HashMap<pg_sys::Oid, (bool, BTreeSet<String>)> = HashMap::new();
     loop {
         let pending = queue::pending();
@@ -162,21 +164,20 @@ fn flush_loop() {
     }
 }
 
-/// Drops from `work` what the previous round's refresh of its TVIEW
-/// already covered (see `flush_loop`): everything after a full rebuild,
-/// else the keys it refreshed. Start values are kept (their keys are known
-/// only once derived), and so is a NULL-key check.
+/// Drops from `work` the cascaded keys the previous round's refresh of its
+/// TVIEW already covered (see `flush_loop`): all of them after a full
+/// rebuild, else those it refreshed. Keys from other writes, start values,
+/// rebuild marks and NULL-key checks are kept.
 fn skip_refreshed(work: &mut Work, full: bool, keys: &BTreeSet<String>) {
+    let before = work.cascade_keys.len();
     if full {
-        work.full = false;
-        work.keys.clear();
-        work.starts.clear();
-        work.cascaded = 0;
+        work.cascade_keys.clear();
     } else {
-        let before = work.keys.len();
-        work.keys.retain(|k| !keys.contains(k));
-        work.cascaded = work.cascaded.saturating_sub(before - work.keys.len());
+        work.cascade_keys.retain(|k| !keys.contains(k));
     }
+    work.cascaded = work
+        .cascaded
+        .saturating_sub(before - work.cascade_keys.len());
 }
 
 fn strict_isolation() -> bool {
@@ -316,7 +317,7 @@ impl Job {
         Job {
             full,
             cascaded: work.cascaded,
-            direct: work.keys.into_iter().collect(),
+            direct: work.keys.into_iter().chain(work.cascade_keys).collect(),
             starts,
         }
     }

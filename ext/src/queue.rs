@@ -16,7 +16,10 @@ use pgrx::pg_sys;
 pub struct Work {
     /// Keys queued by writes to upstream TVIEWs (cascades), counted.
     pub cascaded: usize,
+    /// Keys from writes to base tables (and anything but an upstream TVIEW).
     pub keys: HashSet<String>,
+    /// Keys from writes to upstream TVIEWs (only maintenance writes them).
+    pub cascade_keys: HashSet<String>,
     pub starts: HashMap<String, HashSet<String>>,
     pub full: bool,
     /// A source of a TVIEW whose key may be NULL was written: look for NULL
@@ -29,6 +32,7 @@ impl Work {
         !self.full
             && !self.null_check
             && self.keys.is_empty()
+            && self.cascade_keys.is_empty()
             && self.starts.values().all(HashSet::is_empty)
     }
 }
@@ -64,8 +68,15 @@ pub fn add_starts(tview: pg_sys::Oid, derive_sql: &str, values: impl IntoIterato
     });
 }
 
-pub fn add_cascaded(tview: pg_sys::Oid, n: usize) {
-    with(|q| q.entry(tview.to_u32()).or_default().cascaded += n);
+/// Keys from writes to an upstream TVIEW: a cascade, counted.
+pub fn add_cascaded_keys(tview: pg_sys::Oid, values: impl IntoIterator<Item = String>) {
+    with(|q| {
+        let w = q.entry(tview.to_u32()).or_default();
+        for v in values {
+            w.cascaded += 1;
+            w.cascade_keys.insert(v);
+        }
+    });
 }
 
 pub fn mark_full(tview: pg_sys::Oid) {
@@ -86,6 +97,7 @@ pub fn snapshot() -> Vec<(pg_sys::Oid, Work)> {
                     Work {
                         cascaded: w.cascaded,
                         keys: w.keys.clone(),
+                        cascade_keys: w.cascade_keys.clone(),
                         starts: w.starts.clone(),
                         full: w.full,
                         null_check: w.null_check,
@@ -201,7 +213,7 @@ pub fn size() -> (usize, usize) {
     with(|q| {
         q.values().fold((0, 0), |(k, s), w| {
             (
-                k + w.keys.len(),
+                k + w.keys.len() + w.cascade_keys.len(),
                 s + w.starts.values().map(HashSet::len).sum::<usize>(),
             )
         })
