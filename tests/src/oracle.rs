@@ -32,6 +32,10 @@ pub struct Schema {
     pub tables: Vec<Table>,
     /// `CREATE TABLE tv_... AS ...` statements, in creation order.
     pub tviews: Vec<String>,
+    /// Run after the TVIEWs: a user's trigger on a TVIEW that writes a
+    /// base table when the TVIEW's rows change (so a refresh writes sources
+    /// of other TVIEWs itself).
+    pub side_effects: Vec<String>,
 }
 
 /// One statement of a transaction.
@@ -124,6 +128,7 @@ pub fn gen_schema(rng: &mut StdRng) -> Schema {
     let mut schema = Schema {
         tables,
         tviews: Vec::new(),
+        side_effects: Vec::new(),
     };
     let ntv = rng.random_range(2..=5);
     let mut created: Vec<(String, usize)> = Vec::new(); // (tview name, key table)
@@ -158,7 +163,38 @@ pub fn gen_schema(rng: &mut StdRng) -> Schema {
             prev = name;
         }
     }
+    if rng.random_bool(0.3) {
+        schema.side_effects = gen_side_effect(rng, &schema);
+    }
     schema
+}
+
+/// A trigger on one of the TVIEWs that sets `s = 'side'` on the row of a
+/// base table whose id is the TVIEW row's key, when it is not already: a
+/// refresh of that TVIEW then writes a source of TVIEWs (perhaps flushed
+/// before it), and the writes converge (the second time changes nothing).
+fn gen_side_effect(rng: &mut StdRng, schema: &Schema) -> Vec<String> {
+    let names: Vec<&str> = schema
+        .tviews
+        .iter()
+        .filter_map(|d| d.strip_prefix("CREATE TABLE "))
+        .filter_map(|d| d.split_whitespace().next())
+        .collect();
+    let (Some(tv), Some(table)) = (names.choose(rng), schema.tables.choose(rng)) else {
+        return Vec::new();
+    };
+    let key = format!("pk_{}", tv.trim_start_matches("tv_"));
+    vec![
+        "CREATE FUNCTION oracle_side() RETURNS trigger LANGUAGE plpgsql AS $f$ \
+         BEGIN EXECUTE format('UPDATE public.%I SET s = %L WHERE id::text = %L AND s IS DISTINCT FROM %L', \
+         TG_ARGV[0], 'side', to_jsonb(NEW) ->> TG_ARGV[1], 'side'); RETURN NULL; END $f$"
+            .to_string(),
+        format!(
+            "CREATE TRIGGER oracle_side AFTER INSERT OR UPDATE ON {tv} FOR EACH ROW \
+             EXECUTE FUNCTION oracle_side('tb_{}', '{key}')",
+            table.name
+        ),
+    ]
 }
 
 /// Arrays of ids: a row with the names of the rows its array points to,
@@ -898,6 +934,16 @@ pub async fn setup(
                     bail!("creating a TVIEW failed unexpectedly ({code}): {e:?}\n{tv}");
                 }
             }
+        }
+    }
+    for (i, sql) in schema.side_effects.iter().enumerate() {
+        match client.batch_execute(sql).await {
+            Ok(()) => accepted.push(sql.clone()),
+            // The TVIEW it is on was refused.
+            Err(e)
+                if i > 0 && e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => {
+            }
+            Err(e) => bail!("a side-effect trigger failed: {e:?}\n{sql}"),
         }
     }
     Ok(accepted)
