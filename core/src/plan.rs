@@ -273,6 +273,9 @@ fn start_expr(path: &KeyPath, cast: Option<&str>) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateFilter {
     pub columns: Vec<(String, String)>,
+    /// The source is a TVIEW: only its maintenance writes it, and only rows
+    /// that changed (`*<>`), so comparing every column would filter nothing.
+    pub changed_rows_only: bool,
 }
 
 const CHANGED_OLD: &str = "tviews_changed_old";
@@ -514,17 +517,33 @@ pub fn capture_plan(
             parts.join(" UNION ")
         ))
     };
-    let update_filtered = columns.is_some() && !exprs.is_empty();
+    // A group comparing every column of a TVIEW source would keep every
+    // updated row: its slots read the transition tables as they are.
+    let every_column = |cols: &std::collections::BTreeSet<String>| {
+        filter
+            .is_some_and(|f| f.changed_rows_only && f.columns.iter().all(|(c, _)| cols.contains(c)))
+    };
+    let mut compared: Vec<std::collections::BTreeSet<String>> = Vec::new();
+    let group_index: Vec<Option<usize>> = groups
+        .iter()
+        .map(|g| {
+            (!every_column(g)).then(|| {
+                compared.push(g.clone());
+                compared.len() - 1
+            })
+        })
+        .collect();
+    let update_filtered = columns.is_some() && !exprs.is_empty() && !compared.is_empty();
     let on_update = if update_filtered {
-        let single = groups.len() == 1;
-        let from = |i: usize| {
-            let g = exprs[i].1;
-            [
+        let single = compared.len() == 1;
+        let from = |i: usize| match group_index.get(exprs[i].1).copied().flatten() {
+            Some(g) => [
                 changed_name(CHANGED_OLD, g, single),
                 changed_name(CHANGED_NEW, g, single),
-            ]
+            ],
+            None => [OLD_TABLE.to_string(), NEW_TABLE.to_string()],
         };
-        select(&from, 2).map(|q| format!("{} {q}", update_filter(&groups)))
+        select(&from, 2).map(|q| format!("{} {q}", update_filter(&compared)))
     } else {
         select(&|_| [OLD_TABLE.to_string(), NEW_TABLE.to_string()], 2)
     };

@@ -145,6 +145,7 @@ fn capture_plan_merges_readers() {
             ("name".into(), "text".into()),
             ("email".into(), "text".into()),
         ],
+        changed_rows_only: false,
     };
     let filtered = capture_plan(
         users,
@@ -213,6 +214,7 @@ fn update_filter_is_per_reader() {
             ("title".into(), "text".into()),
             ("tag_ids".into(), "bigint[]".into()),
         ],
+        changed_rows_only: false,
     };
     // The value-lock links on tb_post compare every column read; a reader
     // whose expression is a link's still compares only its own columns.
@@ -279,6 +281,59 @@ fn update_filter_is_per_reader() {
         assert!(!sql.as_deref().unwrap().contains("tviews_changed"));
     }
     assert!(!unfiltered.on_update.unwrap().contains("tviews_changed"));
+}
+
+#[test]
+fn tview_sources_compare_nothing_when_every_column_is_read() {
+    // A TVIEW's table is written by its maintenance only, and only where a
+    // row changed: a reader comparing every column would keep every row, so
+    // it reads the transition tables as they are; one reading fewer columns
+    // still compares them.
+    let post = run("post", "tv_post", None).unwrap();
+    let tag = run("tag", "tv_tag", None).unwrap();
+    let post_plan = refresh_plan(names("tv_post"), &post);
+    let tag_plan = refresh_plan(names("tv_tag"), &tag);
+    let posts = post
+        .sources
+        .iter()
+        .find(|s| s.name == "tb_post")
+        .unwrap()
+        .relation;
+    let columns = |with_tags: bool| {
+        let mut c: Vec<(String, String)> = vec![
+            ("pk_post".into(), "bigint".into()),
+            ("fk_user".into(), "bigint".into()),
+            ("title".into(), "text".into()),
+        ];
+        if with_tags {
+            c.push(("tag_ids".into(), "bigint[]".into()));
+        }
+        tviews_core::plan::UpdateFilter {
+            columns: c,
+            changed_rows_only: true,
+        }
+    };
+    let all_read = capture_plan(posts, &[(0, &post, &post_plan)], &[], Some(&columns(false)));
+    assert!(!all_read.update_filtered);
+    let sql = all_read.on_update.unwrap();
+    assert!(!sql.contains("tviews_changed"), "{sql}");
+    // As a base table (no-op updates possible), the same reader compares.
+    let base = tviews_core::plan::UpdateFilter {
+        changed_rows_only: false,
+        ..columns(false)
+    };
+    let compared = capture_plan(posts, &[(0, &post, &post_plan)], &[], Some(&base));
+    assert!(compared.update_filtered);
+    // tv_post does not read tag_ids, tv_tag reads nothing else: both compare.
+    let both = capture_plan(
+        posts,
+        &[(0, &post, &post_plan), (1, &tag, &tag_plan)],
+        &[],
+        Some(&columns(true)),
+    );
+    assert!(both.update_filtered);
+    let sql = both.on_update.unwrap();
+    assert!(sql.contains("tviews_changed_old_1"), "{sql}");
 }
 
 #[test]

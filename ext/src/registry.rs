@@ -381,7 +381,11 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
         }) || readers
             .iter()
             .any(|i| setting_sensitive(&tviews[*i].analysis.key.type_name));
-        let filter = update_filter(client, source);
+        let filter = update_filter(
+            client,
+            source,
+            tviews.iter().any(|t| t.relid.to_u32() == source),
+        );
         let plan = capture_plan(source, &args, &source_links, filter.as_ref());
         sources.insert(
             pg_sys::Oid::from(source),
@@ -411,7 +415,7 @@ fn load(client: &mut SpiClient<'_>) -> Result<Option<Registry>, TviewError> {
 /// columns read by a TVIEW changed; `None` when row-level security is
 /// enabled (a policy may read any column, and its verdict decides what the
 /// owner's definition sees).
-fn update_filter(client: &mut SpiClient<'_>, source: u32) -> Option<UpdateFilter> {
+fn update_filter(client: &mut SpiClient<'_>, source: u32, is_tview: bool) -> Option<UpdateFilter> {
     let rows = spi::rows(
         client,
         "SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, NULL)
@@ -431,7 +435,10 @@ fn update_filter(client: &mut SpiClient<'_>, source: u32) -> Option<UpdateFilter
             (field(0), field(1))
         })
         .collect();
-    Some(UpdateFilter { columns })
+    Some(UpdateFilter {
+        columns,
+        changed_rows_only: is_tview,
+    })
 }
 
 /// Types whose text form depends on DateStyle, TimeZone, IntervalStyle,
