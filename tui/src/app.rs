@@ -805,36 +805,9 @@ pub fn update(app: &mut App, action: Action) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Edge, SUPPORTED_SCHEMA_VERSION, TviewStats};
+    use crate::snapshot::Edge;
 
-    fn tview(name: &str, refreshes: u64, keys: u64, time_ms: f64) -> TviewStats {
-        TviewStats {
-            name: name.into(),
-            rows: 100,
-            refreshes,
-            keys,
-            rows_written: keys,
-            refresh_time_ms: time_ms,
-            ..TviewStats::default()
-        }
-    }
-
-    fn snap(seconds: f64, stats_since: f64, tviews: Vec<TviewStats>) -> Snapshot {
-        Snapshot {
-            schema_version: SUPPORTED_SCHEMA_VERSION,
-            server_time: seconds * 1e6,
-            stats_since,
-            preloaded: true,
-            database: "db".into(),
-            tviews,
-            edges: vec![],
-            queues: vec![],
-            cache: Default::default(),
-            prepared: vec![],
-            lock_waits: vec![],
-            sources: vec![],
-        }
-    }
+    use crate::fixtures::{snap, tview};
 
     fn new_snapshot(s: Snapshot) -> Action {
         Action::NewSnapshot(Box::new(s))

@@ -14,6 +14,8 @@
 //! The crate knows nothing of PostgreSQL connections: the CLI passes in a [`SnapshotSource`].
 
 pub mod app;
+#[cfg(test)]
+mod fixtures;
 pub mod graph;
 pub mod keys;
 pub mod rates;
