@@ -885,6 +885,37 @@ pub struct Report {
     pub refused: std::collections::BTreeMap<String, usize>,
 }
 
+impl Report {
+    /// Counts one transaction's outcome; true when its connection was lost
+    /// (the caller connects again: the server rolled the transaction back).
+    pub fn record(&mut self, outcome: Outcome) -> bool {
+        match outcome {
+            Outcome::Committed => self.committed += 1,
+            Outcome::RolledBack => self.rolled_back += 1,
+            Outcome::Failed(code) => *self.failed.entry(code).or_default() += 1,
+            Outcome::Broken => {
+                *self.failed.entry("connection lost".into()).or_default() += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Adds another run's counts to these.
+    pub fn add(&mut self, r: Report) {
+        self.committed += r.committed;
+        self.rolled_back += r.rolled_back;
+        self.checks += r.checks;
+        self.tviews += r.tviews;
+        for (k, v) in r.refused {
+            *self.refused.entry(k).or_default() += v;
+        }
+        for (k, v) in r.failed {
+            *self.failed.entry(k).or_default() += v;
+        }
+    }
+}
+
 /// Sets up a database with the schema and its TVIEWs. TVIEWs that the
 /// engine refuses are skipped (they are counted, not failures): the
 /// oracle judges what is accepted.
@@ -980,17 +1011,10 @@ pub async fn run_single(prefix: &str, seed: u64, txns: usize) -> Result<Report> 
                 );
             }
         };
-        match outcome {
-            Outcome::Committed => report.committed += 1,
-            Outcome::RolledBack => report.rolled_back += 1,
-            Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
-            // A COPY that failed (in statement mode, the refresh at its
-            // end can fail it) leaves tokio-postgres out of step: a new
-            // connection; the server rolled the transaction back.
-            Outcome::Broken => {
-                *report.failed.entry("connection lost".into()).or_default() += 1;
-                db.client = db.session().await?;
-            }
+        // A COPY that failed (in statement mode, the refresh at its end can
+        // fail it) leaves tokio-postgres out of step: a new connection.
+        if report.record(outcome) {
+            db.client = db.session().await?;
         }
         if let Err(e) = assert_exact(&db.client).await {
             let repro = shrink(prefix, seed, &schema, &accepted, &log).await;
@@ -1168,14 +1192,8 @@ pub async fn run_across_restarts(
         } else {
             run_txn_with(&client, &txn, None, true).await?
         };
-        match outcome {
-            Outcome::Committed => report.committed += 1,
-            Outcome::RolledBack => report.rolled_back += 1,
-            Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
-            Outcome::Broken => {
-                *report.failed.entry("connection lost".into()).or_default() += 1;
-                client = cluster.connect(&name).await?;
-            }
+        if report.record(outcome) {
+            client = cluster.connect(&name).await?;
         }
         assert_exact(&client)
             .await
@@ -1225,14 +1243,9 @@ pub async fn run_concurrent(
             let mut next_id = 100_000 * (s as i64 + 1);
             for i in 0..per {
                 let txn = gen_txn(&mut rng, &schema, &mut next_id);
-                match run_txn_with(&client, &txn, Some(&checker), true).await? {
-                    Outcome::Committed => report.committed += 1,
-                    Outcome::RolledBack => report.rolled_back += 1,
-                    Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
-                    Outcome::Broken => {
-                        *report.failed.entry("connection lost".into()).or_default() += 1;
-                        client = cluster.connect(&dbname).await?;
-                    }
+                let outcome = run_txn_with(&client, &txn, Some(&checker), true).await?;
+                if report.record(outcome) {
+                    client = cluster.connect(&dbname).await?;
                 }
                 assert_exact_retrying(&checker).await.with_context(|| {
                     format!(
@@ -1246,13 +1259,7 @@ pub async fn run_concurrent(
         }));
     }
     for h in handles {
-        let r = h.await.context("session task")??;
-        total.committed += r.committed;
-        total.rolled_back += r.rolled_back;
-        total.checks += r.checks;
-        for (k, v) in r.failed {
-            *total.failed.entry(k).or_default() += v;
-        }
+        total.add(h.await.context("session task")??);
     }
     assert_exact_retrying(&db.client)
         .await

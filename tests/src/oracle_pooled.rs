@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::oracle::{Outcome, Report, gen_schema, gen_txn, run_txn_with, setup};
+use crate::oracle::{Report, gen_schema, gen_txn, run_txn_with, setup};
 use crate::pgbouncer::{Pgbouncer, PoolMode, server_connections};
 use crate::support::{Db, assert_exact_retrying};
 
@@ -97,20 +97,14 @@ pub async fn run_pooled(
                             txn.to_sql()
                         )
                     })?;
-                match outcome {
-                    Outcome::Committed => report.committed += 1,
-                    Outcome::RolledBack => report.rolled_back += 1,
-                    Outcome::Failed(code) => *report.failed.entry(code).or_default() += 1,
-                    Outcome::Broken => {
-                        // Rare (a COPY the server failed early, see run_txn_with); what
-                        // PgBouncer saw tells whether it had a part in it.
-                        eprintln!(
-                            "oracle pooled: seed {seed}, client {c}, transaction {i}: connection lost; PgBouncer's log ends with:\n{}",
-                            bouncer.log_tail(12)
-                        );
-                        *report.failed.entry("connection lost".into()).or_default() += 1;
-                        client = bouncer.connect(&dbname).await?;
-                    }
+                if report.record(outcome) {
+                    // Rare (a COPY the server failed early, see run_txn_with); what
+                    // PgBouncer saw tells whether it had a part in it.
+                    eprintln!(
+                        "oracle pooled: seed {seed}, client {c}, transaction {i}: connection lost; PgBouncer's log ends with:\n{}",
+                        bouncer.log_tail(12)
+                    );
+                    client = bouncer.connect(&dbname).await?;
                 }
                 assert_exact_retrying(&checker).await.with_context(|| {
                     format!(
@@ -125,13 +119,7 @@ pub async fn run_pooled(
     }
     let writers = async {
         for h in handles {
-            let r = h.await.context("writer task")??;
-            total.committed += r.committed;
-            total.rolled_back += r.rolled_back;
-            total.checks += r.checks;
-            for (k, v) in r.failed {
-                *total.failed.entry(k).or_default() += v;
-            }
+            total.add(h.await.context("writer task")??);
         }
         Ok::<(), anyhow::Error>(())
     };

@@ -50,19 +50,6 @@ fn summary(mode: &str, first: u64, seeds: u64, r: &Report) {
     );
 }
 
-fn add(total: &mut Report, r: Report) {
-    total.committed += r.committed;
-    total.rolled_back += r.rolled_back;
-    total.checks += r.checks;
-    total.tviews += r.tviews;
-    for (k, v) in r.refused {
-        *total.refused.entry(k).or_default() += v;
-    }
-    for (k, v) in r.failed {
-        *total.failed.entry(k).or_default() += v;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn oracle_single_session() {
     run(|| async {
@@ -74,7 +61,7 @@ async fn oracle_single_session() {
         let mut seed = first;
         loop {
             let r = run_single("oracle", seed, TXNS_PER_SCHEMA).await?;
-            add(&mut total, r);
+            total.add(r);
             seed += 1;
             let done_txns = (seed - first) as usize * TXNS_PER_SCHEMA >= txns;
             match deadline {
@@ -102,7 +89,7 @@ async fn oracle_concurrent() {
         let mut seed = first;
         loop {
             let r = run_concurrent("oracle_conc", seed, TXNS_PER_SCHEMA * 2, sessions).await?;
-            add(&mut total, r);
+            total.add(r);
             seed += 1;
             let done_txns = (seed - first) as usize * TXNS_PER_SCHEMA * 2 >= txns;
             match deadline {
@@ -141,7 +128,7 @@ async fn oracle_prepared_across_restarts() {
         let mut seed = first;
         loop {
             let r = run_across_restarts(&mut cluster, seed, TXNS_PER_SCHEMA, restarts).await?;
-            add(&mut total, r);
+            total.add(r);
             seed += 1;
             match deadline {
                 Some(d) if Instant::now() < d => continue,

@@ -793,17 +793,7 @@ async fn oracle_through_pgbouncer() {
         let mut total = Report::default();
         let mut seed = first;
         loop {
-            let r = run_pooled("oracle_pool", seed, TXNS_PER_SCHEMA, clients, pool).await?;
-            total.committed += r.committed;
-            total.rolled_back += r.rolled_back;
-            total.checks += r.checks;
-            total.tviews += r.tviews;
-            for (k, v) in r.refused {
-                *total.refused.entry(k).or_default() += v;
-            }
-            for (k, v) in r.failed {
-                *total.failed.entry(k).or_default() += v;
-            }
+            total.add(run_pooled("oracle_pool", seed, TXNS_PER_SCHEMA, clients, pool).await?);
             seed += 1;
             let done_txns = (seed - first) as usize * TXNS_PER_SCHEMA >= txns;
             match deadline {
